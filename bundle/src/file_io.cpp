@@ -1,0 +1,299 @@
+#include "file_io.hpp"
+
+#include <fcntl.h>
+#include <stdio.h>  // renameat2
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace sluice::bundle::detail {
+namespace fs = std::filesystem;
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+Fd::~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+Fd& Fd::operator=(Fd&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = other.release();
+    }
+    return *this;
+}
+
+namespace {
+
+Error io_error(std::string_view what, const fs::path& path, int err) {
+    return fail(path.string() + ": " + std::string(what) + ": " + errno_text(err));
+}
+
+std::string random_suffix() {
+    static std::atomic<unsigned> counter{0};
+    std::random_device rd;
+    return std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" + std::to_string(rd() % 100000);
+}
+
+fs::path staging_name(const fs::path& final_path) {
+    fs::path parent = final_path.parent_path();
+    if (parent.empty()) parent = ".";
+    return parent / ("." + final_path.filename().string() + ".partial-" + random_suffix());
+}
+
+Result<std::size_t> read_some(int fd, std::span<std::byte> buffer, const fs::path& path) {
+    for (;;) {
+        ssize_t n = ::read(fd, buffer.data(), buffer.size());
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno != EINTR) return io_error("read failed", path, errno);
+    }
+}
+
+}  // namespace
+
+Result<Fd> open_regular_file(const fs::path& path, std::uint64_t* size_out, Links links) {
+    int nofollow = links == Links::refuse ? O_NOFOLLOW : 0;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | nofollow | O_NOCTTY | O_NONBLOCK));
+    if (!fd.valid()) {
+        if (errno == ELOOP) return fail(path.string() + ": is a symbolic link (only regular files are allowed)");
+        return io_error("cannot open", path, errno);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return io_error("cannot stat", path, errno);
+    if (!S_ISREG(st.st_mode)) return fail(path.string() + ": not a regular file");
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    if (size_out != nullptr) *size_out = static_cast<std::uint64_t>(st.st_size);
+    return fd;
+}
+
+Result<std::string> read_small_file(const fs::path& path, std::size_t max_bytes, Links links) {
+    std::uint64_t size = 0;
+    auto fd = open_regular_file(path, &size, links);
+    if (!fd) return fd.error();
+    if (size > max_bytes) {
+        return fail(path.string() + ": larger than the " + std::to_string(max_bytes) + "-byte limit");
+    }
+    std::string out(static_cast<std::size_t>(size), '\0');
+    std::size_t got = 0;
+    while (got < out.size()) {
+        auto n = read_some(fd->get(), std::as_writable_bytes(std::span(out.data() + got, out.size() - got)), path);
+        if (!n) return n.error();
+        if (*n == 0) break;
+        got += *n;
+    }
+    out.resize(got);
+    // A file that grew while we read it is refused rather than silently cut.
+    std::byte probe[1];
+    auto extra = read_some(fd->get(), probe, path);
+    if (!extra) return extra.error();
+    if (*extra != 0) return fail(path.string() + ": changed while being read");
+    return out;
+}
+
+Result<void> write_all(int fd, std::span<const std::byte> bytes, std::string_view what) {
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return fail(std::string(what) + ": write failed: " + errno_text(errno));
+        }
+        bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+Result<void> write_new_file(const fs::path& path, std::string_view bytes, unsigned mode, bool sync) {
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!fd.valid()) return io_error("cannot create", path, errno);
+    if (::fchmod(fd.get(), mode) != 0) return io_error("cannot set mode", path, errno);
+    if (auto ok = write_all(fd.get(), std::as_bytes(std::span(bytes.data(), bytes.size())), path.string()); !ok) {
+        return ok;
+    }
+    if (sync && ::fsync(fd.get()) != 0) return io_error("fsync failed", path, errno);
+    if (::close(fd.release()) != 0) return io_error("close failed", path, errno);
+    return {};
+}
+
+Result<void> fsync_path(const fs::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return io_error("cannot open for fsync", path, errno);
+    if (::fsync(fd.get()) != 0) return io_error("fsync failed", path, errno);
+    return {};
+}
+
+Result<FileDigest> hash_file(const fs::path& path, std::span<std::byte> buffer) {
+    FileDigest out;
+    auto fd = open_regular_file(path);
+    if (!fd) return fd.error();
+    ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    Sha256 hasher;
+    for (;;) {
+        auto n = read_some(fd->get(), buffer, path);
+        if (!n) return n.error();
+        if (*n == 0) break;
+        hasher.update(buffer.first(*n));
+        out.size += *n;
+    }
+    out.digest = hasher.finish();
+    return out;
+}
+
+Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::span<std::byte> buffer, bool sync) {
+    FileDigest out;
+    auto in = open_regular_file(src);
+    if (!in) return in.error();
+    ::posix_fadvise(in->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    Fd fd(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd.valid()) return io_error("cannot create", dst, errno);
+    Sha256 hasher;
+    for (;;) {
+        auto n = read_some(in->get(), buffer, src);
+        if (!n) return n.error();
+        if (*n == 0) break;
+        hasher.update(buffer.first(*n));
+        if (auto ok = write_all(fd.get(), buffer.first(*n), dst.string()); !ok) return ok.error();
+        out.size += *n;
+    }
+    out.digest = hasher.finish();
+    if (::fchmod(fd.get(), 0644) != 0) return io_error("cannot set mode", dst, errno);
+    if (sync && ::fdatasync(fd.get()) != 0) return io_error("fsync failed", dst, errno);
+    if (::close(fd.release()) != 0) return io_error("close failed", dst, errno);
+    return out;
+}
+
+Result<void> rename_no_replace(const fs::path& from, const fs::path& to) {
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+        if (errno == EEXIST) return fail(to.string() + ": already exists; choose a new name or remove it first");
+        return io_error("cannot rename into place", to, errno);
+    }
+    return {};
+}
+
+Result<StagingDir> StagingDir::create_beside(const fs::path& final_path) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(final_path, ec))) {
+        return fail(final_path.string() + ": already exists; choose a new name or remove it first");
+    }
+    fs::path staging = staging_name(final_path);
+    if (::mkdir(staging.c_str(), 0755) != 0) return io_error("cannot create staging directory", staging, errno);
+    return StagingDir(staging, final_path);
+}
+
+StagingDir::StagingDir(StagingDir&& other) noexcept
+    : path_(std::move(other.path_)), final_(std::move(other.final_)), active_(other.active_) {
+    other.active_ = false;
+}
+
+StagingDir::~StagingDir() {
+    if (active_) {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+}
+
+Result<void> StagingDir::commit(bool sync) {
+    if (sync) {
+        std::error_code ec;
+        for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::recursive_directory_iterator();
+             it.increment(ec)) {
+            if (it->is_directory(ec)) {
+                if (auto ok = fsync_path(it->path()); !ok) return ok;
+            }
+        }
+        if (ec) return fail(path_.string() + ": cannot list for fsync: " + ec.message());
+        if (auto ok = fsync_path(path_); !ok) return ok;
+    }
+    if (auto ok = rename_no_replace(path_, final_); !ok) return ok;
+    active_ = false;
+    if (sync) {
+        fs::path parent = final_.parent_path();
+        return fsync_path(parent.empty() ? fs::path(".") : parent);
+    }
+    return {};
+}
+
+Result<StagingFile> StagingFile::create_beside(const fs::path& final_path) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(final_path, ec))) {
+        return fail(final_path.string() + ": already exists; choose a new name or remove it first");
+    }
+    fs::path staging = staging_name(final_path);
+    Fd fd(::open(staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd.valid()) return io_error("cannot create", staging, errno);
+    return StagingFile(std::move(fd), staging, final_path);
+}
+
+StagingFile::StagingFile(StagingFile&& other) noexcept
+    : fd_(std::move(other.fd_)), path_(std::move(other.path_)), final_(std::move(other.final_)), active_(other.active_) {
+    other.active_ = false;
+}
+
+StagingFile::~StagingFile() {
+    if (active_) ::unlink(path_.c_str());
+}
+
+Result<void> StagingFile::commit(bool sync) {
+    if (sync && ::fsync(fd_.get()) != 0) return io_error("fsync failed", path_, errno);
+    if (::close(fd_.release()) != 0) return io_error("close failed", path_, errno);
+    if (auto ok = rename_no_replace(path_, final_); !ok) return ok;
+    active_ = false;
+    if (sync) {
+        fs::path parent = final_.parent_path();
+        return fsync_path(parent.empty() ? fs::path(".") : parent);
+    }
+    return {};
+}
+
+unsigned worker_count(unsigned requested) {
+    if (requested != 0) return requested;
+    unsigned hw = std::thread::hardware_concurrency();
+    return std::clamp(hw, 1U, 8U);
+}
+
+Result<void> parallel_for(std::size_t count, unsigned threads,
+                          const std::function<Result<void>(std::size_t, std::span<std::byte>)>& job) {
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    std::optional<std::pair<std::size_t, Error>> first_failure;
+
+    auto worker = [&] {
+        auto buffer = std::make_unique<std::byte[]>(kIoBufferBytes);
+        std::span<std::byte> span(buffer.get(), kIoBufferBytes);
+        while (!stop.load(std::memory_order_relaxed)) {
+            std::size_t i = next.fetch_add(1);
+            if (i >= count) break;
+            Result<void> r = [&]() -> Result<void> {
+                try {
+                    return job(i, span);
+                } catch (const std::exception& e) {
+                    return fail(e.what());
+                }
+            }();
+            if (!r) {
+                std::lock_guard lock(mutex);
+                if (!first_failure || i < first_failure->first) first_failure.emplace(i, r.error());
+                stop = true;
+            }
+        }
+    };
+    unsigned n = static_cast<unsigned>(std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(count, 1)));
+    std::vector<std::jthread> pool;
+    for (unsigned t = 1; t < n; ++t) pool.emplace_back(worker);
+    worker();
+    pool.clear();  // joins
+    if (first_failure) return first_failure->second;
+    return {};
+}
+
+}  // namespace sluice::bundle::detail
