@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A guided tour of what Sluice does today: a release engineer packages a model
+# release as a signed bundle; anyone verifies it offline; it is packed for
+# transfer, unpacked on the other side, verified again; a tampered copy is
+# refused. Run scripts/setup.sh first (the README's first command does both).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+sluice=${SLUICE:-$root/build/cli/sluice}
+[ -x "$sluice" ] || { echo "demo: $sluice not found; run scripts/setup.sh first" >&2; exit 1; }
+
+work=${DEMO_DIR:-$root/demo-work}
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s' "${1##*/}"; [ $# -gt 1 ] && printf ' %q' "${@:2}"; printf '\n'; "$@"; }
+
+step "1. Keys: a release engineer and a security reviewer each get a signing key"
+run "$sluice" keygen release-eng --dir keys
+run "$sluice" keygen reviewer --dir keys
+mkdir -p trust && cp keys/*.pub trust/   # the destination side trusts these public keys
+
+step "2. A model release, as a training pipeline leaves it"
+mkdir -p release/weights release/tokenizer release/serving release/eval release/prompts
+head -c 64M /dev/urandom > release/weights/model-00001.safetensors
+head -c 16M /dev/urandom > release/weights/model-00002.safetensors
+echo '{"model_type": "llama", "vocab_size": 32000}' > release/tokenizer/tokenizer.json
+printf 'model = "assistant-7b"\nmax_batch = 16\nport = 8080\n' > release/serving/config.toml
+echo '{"suite": "internal-qa-v3", "accuracy": 0.912, "previous": 0.891}' > release/eval/report.json
+echo 'You are a careful assistant for maintenance engineers.' > release/prompts/system.txt
+printf '# assistant-7b 1.4.0\nIntended use: internal maintenance Q&A.\n' > release/MODEL_CARD.md
+echo '{"container_images": ["registry.local/llm-server@sha256:4f1c0d1e9b"]}' > artifacts.json
+find release -type f -printf '  %p (%s bytes)\n'
+
+step "3. Create the bundle: BagIt bag + release.json answering what/why/who/rollback, signed"
+run "$sluice" bundle create release --out bundle --channel models --version 1.4.0 --previous 1.3.2 \
+    --changes "Retrained on the March maintenance corpus" --reason "QA accuracy 0.891 -> 0.912" \
+    --approved-by "Model release board, ticket REL-142" --rollback-to 1.3.2 \
+    --artifacts artifacts.json --sign keys/release-eng.key
+run "$sluice" bundle sign bundle --key keys/reviewer.key
+run "$sluice" bundle inspect bundle
+
+step "4. Anyone can check it with plain tools, no Sluice needed"
+(cd bundle && run sha256sum --quiet -c manifest-sha256.txt && echo "  payload fixity OK")
+(cd bundle && base64 -d signatures/reviewer.sig > ../reviewer.der && run openssl dgst -sha256 -verify ../keys/reviewer.pub -signature ../reviewer.der tagmanifest-sha256.txt)
+
+step "5. Verify: fixity, completeness, and two distinct trusted signers"
+run "$sluice" bundle verify bundle --trust trust --min-signers 2
+
+step "6. Pack for transfer: one canonical tar (the same bag always gives the same bytes)"
+run "$sluice" bundle pack bundle --out models-1.4.0.tar
+"$sluice" bundle pack bundle --out again.tar >/dev/null
+cmp models-1.4.0.tar again.tar && echo "  packed twice: identical bytes ($(sha256sum models-1.4.0.tar | cut -c1-16)...)"
+
+step "7. Destination side: verify the archive as it arrived, then unpack it safely"
+run "$sluice" bundle verify models-1.4.0.tar --trust trust --min-signers 2
+run "$sluice" bundle unpack models-1.4.0.tar --out received
+run "$sluice" bundle verify received --trust trust --min-signers 2
+
+step "8. A tampered copy is refused, naming the file at fault"
+cp -r bundle tampered
+printf 'X' | dd of=tampered/data/weights/model-00002.safetensors bs=1 seek=1000000 conv=notrunc 2>/dev/null
+if "$sluice" bundle verify tampered --trust trust; then echo "demo: tampering was NOT detected" >&2; exit 1; fi
+echo "  (refused, as it must be)"
+
+step "Done"
+echo "Everything the demo made is in $work"

@@ -1,0 +1,65 @@
+#include "support/bundle_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace sluice::test {
+namespace fs = std::filesystem;
+using namespace sluice::bundle;
+
+BundleFixture::BundleFixture() {
+    for (const char* name : {"alice", "bob", "carol", "mallory"}) {
+        REQUIRE(generate_key_pair(keys, name).ok());
+    }
+    fs::create_directories(trust);
+    for (const char* name : {"alice", "bob", "carol"}) fs::copy_file(keys / (std::string(name) + ".pub"), trust / (std::string(name) + ".pub"));
+    auto loaded = TrustStore::load(trust);
+    REQUIRE(loaded.ok());
+    store = std::move(*loaded);
+
+    write_file(src / "weights" / "model.safetensors", random_bytes(3 * 1024 * 1024 + 17, 1));
+    write_file(src / "weights" / "shard-2.bin", random_bytes(700 * 1024, 2));
+    write_file(src / "tokenizer.json", "{\"vocab\": [\"a\", \"b\"]}\n");
+    write_file(src / "serving" / "config.toml", "max_batch = 8\n");
+    write_file(src / "model card.md", "# Model card\nIntended use: testing.\n");
+    write_file(src / "eval" / "report.json", "{\"accuracy\": 0.91}\n");
+    write_file(src / "empty.txt", "");
+
+    release.channel = "models";
+    release.version = "1.4.0";
+    release.previous_version = "1.3.2";
+    release.changes = "Retrained on the March corpus";
+    release.reason = "Eval accuracy +2.1 points";
+    release.approved_by = "Release board";
+    release.rollback_to = "1.3.2";
+    release.created_at = "2026-11-29T14:00:00Z";
+    release.created_by = "ci-release";
+}
+
+std::string BundleFixture::create(std::initializer_list<std::string> signers) {
+    CreateOptions options;
+    options.source = src;
+    options.out = bag;
+    options.release = release;
+    options.sync = false;
+    for (const auto& s : signers) options.signing_keys.push_back(keys / (s + ".key"));
+    auto id = create_bag(options);
+    INFO((id.ok() ? std::string() : id.error().message));
+    REQUIRE(id.ok());
+    return *id;
+}
+
+sluice::Result<VerifyReport> BundleFixture::verify(const fs::path& path, unsigned min_signers) const {
+    VerifyOptions options;
+    options.trust = &store;
+    options.min_signers = min_signers;
+    return verify_bundle(path, options);
+}
+
+void BundleFixture::expect_refused(const fs::path& path, const std::string& needle, unsigned min_signers) const {
+    auto r = verify(path, min_signers);
+    REQUIRE_FALSE(r.ok());
+    INFO("error: " << r.error().message);
+    CHECK(r.error().message.find(needle) != std::string::npos);
+}
+
+}  // namespace sluice::test
