@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "bag_dir.hpp"
+#include "text.hpp"
 #include "sluice/bundle/bundle.hpp"
 
 namespace sluice::bundle {
@@ -57,7 +58,7 @@ struct Entry {
     std::uint64_t size = 0;
 };
 
-std::string entry_ref(const Entry& e) { return "entry '" + e.path + "'"; }
+std::string entry_ref(const Entry& e) { return "entry '" + detail::printable(e.path) + "'"; }
 
 /// Reads a tar stream (ustar, pax or GNU; no compression: a bundle archive is
 /// never compressed, and refusing filters removes decompression bombs).
@@ -80,18 +81,32 @@ public:
     /// The next entry, checked: nullopt at the end of the archive.
     Result<std::optional<Entry>> next(const Limits& limits) {
         struct archive_entry* raw = nullptr;
+        la_int64_t consumed_before = archive_filter_bytes(a_.get(), 0);
         int rc = archive_read_next_header(a_.get(), &raw);
-        if (rc == ARCHIVE_EOF) return std::optional<Entry>{};
-        std::string where = last_.empty() ? "at the start" : "after entry '" + last_ + "'";
-        if (rc != ARCHIVE_OK) return fail(path_.string() + ": damaged archive " + where + ": " + error_of(a_.get()));
-        if (++count_ > limits.max_entries) {
-            return fail(path_.string() + ": more than " + std::to_string(limits.max_entries) + " entries");
+        std::string where = last_.empty() ? "at the start" : "after entry '" + detail::printable(last_) + "'";
+        if (rc == ARCHIVE_EOF) {
+            // A tar ends with two zero blocks. Without them, a cut that falls
+            // between two entries would pass for a shorter, complete archive.
+            // Skipping the last entry's padding consumes < 512 bytes; the end
+            // marker adds 1024.
+            if (archive_filter_bytes(a_.get(), 0) - consumed_before < 1024) {
+                return fail(path_.string() + ": truncated archive " + where + " (no end-of-archive marker)");
+            }
+            return std::optional<Entry>{};
         }
+        if (rc != ARCHIVE_OK) return fail(path_.string() + ": damaged archive " + where + ": " + error_of(a_.get()));
         const char* name = archive_entry_pathname_utf8(raw);
-        if (name == nullptr) return fail("entry " + std::to_string(count_) + " " + where + ": name is not valid UTF-8");
+        if (name == nullptr) {
+            return fail("entry " + std::to_string(count_ + 1) + " " + where + ": name is not valid UTF-8");
+        }
         Entry e;
         e.path = name;
         last_ = e.path;
+        if (++count_ > limits.max_entries) {
+            return fail(entry_ref(e) + ": more than " + std::to_string(limits.max_entries) + " entries in " +
+                        path_.string());
+        }
+        if (!e.path.empty() && e.path.front() == '/') return fail(entry_ref(e) + ": absolute path");
         while (e.path.rfind("./", 0) == 0) e.path.erase(0, 2);
         if (archive_entry_hardlink(raw) != nullptr) {
             return fail(entry_ref(e) + ": hard link (only regular files and directories are allowed)");
@@ -107,8 +122,8 @@ public:
             default: return fail(entry_ref(e) + ": unknown entry type (only regular files and directories are allowed)");
         }
         if (e.directory) {
-            while (!e.path.empty() && e.path.back() == '/') e.path.pop_back();
-            if (e.path.empty() || e.path == ".") {  // the archive's own root, "./"
+            if (!e.path.empty() && e.path.back() == '/') e.path.pop_back();
+            if (e.path.empty() || e.path == ".") {  // the archive's own root, "./" or "."
                 e.path.clear();
                 return std::optional<Entry>{e};
             }
@@ -449,7 +464,6 @@ Result<UnpackReport> unpack_archive(const fs::path& archive, const fs::path& out
         if (::ftruncate(fd.get(), static_cast<off_t>(e.size)) != 0) {
             return fail(entry_ref(e) + ": cannot set size: " + detail::errno_text(errno));
         }
-        if (sync && ::fdatasync(fd.get()) != 0) return fail(entry_ref(e) + ": fsync failed: " + detail::errno_text(errno));
         report.files += 1;
         report.bytes += e.size;
     }

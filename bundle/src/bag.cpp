@@ -4,6 +4,7 @@
 #include <set>
 
 #include "bag_dir.hpp"
+#include "text.hpp"
 #include "sluice/core/version.hpp"
 #include "sluice/bundle/bundle.hpp"
 
@@ -35,7 +36,7 @@ Result<PayloadListing> walk_regular_files(const fs::path& root, const std::strin
         if (out.size() >= limits.max_entries) {
             return fail(root.string() + ": more than " + std::to_string(limits.max_entries) + " files");
         }
-        if (auto ok = check_relative_path(rel, limits.max_path_bytes); !ok) return ok.error().within(rel);
+        if (auto ok = check_relative_path(rel, limits.max_path_bytes); !ok) return ok.error().within(printable(rel));
         if (fs::is_symlink(status)) return fail(rel + ": symbolic link (bundles carry regular files only)");
         if (fs::is_directory(status)) continue;
         if (!fs::is_regular_file(status)) return fail(rel + ": special file (bundles carry regular files only)");
@@ -65,6 +66,7 @@ Result<void> read_bag_tags(const fs::path& bag_dir, BagCheck& check, const Limit
     std::sort(entries.begin(), entries.end());
     for (const auto& entry : entries) {
         std::string name = entry.path().filename().string();
+        if (auto ok = check_relative_path(name, limits.max_path_bytes); !ok) return ok.error().within(printable(name));
         auto status = entry.symlink_status(ec);
         if (fs::is_symlink(status)) return fail(name + ": symbolic link (bags carry regular files only)");
         if (fs::is_directory(status)) {
@@ -186,7 +188,7 @@ Result<std::string> create_bag(const CreateOptions& options) {
     auto copied = detail::parallel_for(files.size(), detail::worker_count(options.parallelism.threads),
                                        [&](std::size_t i, std::span<std::byte> buffer) -> Result<void> {
                                            auto d = detail::copy_and_hash(files[i].source, root / files[i].bag_path,
-                                                                          buffer, options.sync);
+                                                                          buffer);
                                            if (!d) return d.error();
                                            digests[i] = *d;
                                            return {};
@@ -213,13 +215,13 @@ Result<std::string> create_bag(const CreateOptions& options) {
     };
     std::vector<ManifestEntry> tag_manifest;
     for (const auto& [name, bytes] : tags) {
-        if (auto ok = detail::write_new_file(root / name, bytes, 0644, options.sync); !ok) return ok.error();
+        if (auto ok = detail::write_new_file(root / name, bytes, 0644, false); !ok) return ok.error();
         tag_manifest.push_back(ManifestEntry{name, sha256(bytes)});
     }
     std::string tagmanifest = format_manifest(tag_manifest);
-    if (auto ok = detail::write_new_file(root / kTagManifest, tagmanifest, 0644, options.sync); !ok) return ok.error();
+    if (auto ok = detail::write_new_file(root / kTagManifest, tagmanifest, 0644, false); !ok) return ok.error();
     for (const auto& [name, key] : signers) {
-        if (auto ok = write_signature(root, name, key, tagmanifest, options.sync); !ok) return ok.error();
+        if (auto ok = write_signature(root, name, key, tagmanifest, false); !ok) return ok.error();
     }
     if (auto ok = staging->commit(options.sync); !ok) return ok.error();
     return to_hex(sha256(tagmanifest));

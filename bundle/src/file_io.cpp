@@ -148,7 +148,7 @@ Result<FileDigest> hash_file(const fs::path& path, std::span<std::byte> buffer) 
     return out;
 }
 
-Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::span<std::byte> buffer, bool sync) {
+Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::span<std::byte> buffer) {
     FileDigest out;
     auto in = open_regular_file(src);
     if (!in) return in.error();
@@ -166,7 +166,6 @@ Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::
     }
     out.digest = hasher.finish();
     if (::fchmod(fd.get(), 0644) != 0) return io_error("cannot set mode", dst, errno);
-    if (sync && ::fdatasync(fd.get()) != 0) return io_error("fsync failed", dst, errno);
     if (::close(fd.release()) != 0) return io_error("close failed", dst, errno);
     return out;
 }
@@ -203,15 +202,12 @@ StagingDir::~StagingDir() {
 
 Result<void> StagingDir::commit(bool sync) {
     if (sync) {
-        std::error_code ec;
-        for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::recursive_directory_iterator();
-             it.increment(ec)) {
-            if (it->is_directory(ec)) {
-                if (auto ok = fsync_path(it->path()); !ok) return ok;
-            }
-        }
-        if (ec) return fail(path_.string() + ": cannot list for fsync: " + ec.message());
-        if (auto ok = fsync_path(path_); !ok) return ok;
+        // One syncfs() flushes every file and directory written into the staging
+        // tree (and reports their writeback errors) far faster than an fsync per
+        // file; only then does the tree get its final name.
+        Fd dir(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir.valid()) return io_error("cannot open for sync", path_, errno);
+        if (::syncfs(dir.get()) != 0) return io_error("sync failed", path_, errno);
     }
     if (auto ok = rename_no_replace(path_, final_); !ok) return ok;
     active_ = false;

@@ -69,9 +69,10 @@ struct FileDigest {
 /// Streams a regular file through SHA-256.
 Result<FileDigest> hash_file(const std::filesystem::path& path, std::span<std::byte> buffer);
 
-/// Copies src to a new file dst (mode 0644) hashing the bytes on the way: one pass.
+/// Copies src to a new file dst (mode 0644) hashing the bytes on the way: one
+/// pass. Not synced: files are written inside a StagingDir, whose commit syncs.
 Result<FileDigest> copy_and_hash(const std::filesystem::path& src, const std::filesystem::path& dst,
-                                 std::span<std::byte> buffer, bool sync);
+                                 std::span<std::byte> buffer);
 
 /// rename(2) that fails instead of replacing an existing target.
 Result<void> rename_no_replace(const std::filesystem::path& from, const std::filesystem::path& to);
@@ -85,7 +86,8 @@ public:
     StagingDir& operator=(StagingDir&&) = delete;
     ~StagingDir();
     [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-    /// fsyncs (optionally) and renames the staging directory to its final path.
+    /// Syncs the file system (optionally: syncfs, one call for the whole tree)
+    /// and renames the staging directory to its final path, then syncs the parent.
     Result<void> commit(bool sync);
 
 private:

@@ -44,7 +44,7 @@ Result<std::string> decode_manifest_path(std::string_view encoded) {
         if (detail::iequals(code, "25")) out.push_back('%');
         else if (detail::iequals(code, "0A")) out.push_back('\n');
         else if (detail::iequals(code, "0D")) out.push_back('\r');
-        else return fail("bad percent-encoding '%" + std::string(code) + "' (only %25, %0A and %0D are defined)");
+        else return fail("bad percent-encoding '%" + detail::printable(code) + "' (only %25, %0A and %0D are defined)");
         i += 2;
     }
     return out;
@@ -55,9 +55,7 @@ Result<void> check_relative_path(std::string_view path, std::size_t max_bytes) {
     if (path.size() > max_bytes) return fail("path longer than " + std::to_string(max_bytes) + " bytes");
     if (!detail::is_valid_utf8(path)) return fail("path is not valid UTF-8");
     if (path.front() == '/') return fail("absolute path");
-    for (char c : path) {
-        if (detail::is_control(c)) return fail("path contains a control character");
-    }
+    if (detail::has_control(path)) return fail("path contains a control character");
     std::size_t start = 0;
     while (start <= path.size()) {
         std::size_t end = path.find('/', start);
@@ -87,7 +85,7 @@ Result<std::vector<ManifestEntry>> parse_manifest(std::string_view text, const M
         std::size_t sep = line.find_first_of(" \t");
         if (sep == std::string_view::npos) return bad("expected '<sha256>  <path>'");
         auto digest = sha256_from_hex(line.substr(0, sep));
-        if (!digest) return bad("'" + std::string(line.substr(0, std::min<std::size_t>(sep, 80))) + "' is not a SHA-256 digest");
+        if (!digest) return bad("'" + detail::printable(line.substr(0, sep), 80) + "' is not a SHA-256 digest");
         std::size_t path_start = line.find_first_not_of(" \t", sep);
         if (path_start == std::string_view::npos) return bad("missing path after the digest");
         std::string_view encoded = line.substr(path_start);
@@ -95,7 +93,7 @@ Result<std::vector<ManifestEntry>> parse_manifest(std::string_view text, const M
         auto path = decode_manifest_path(encoded);
         if (!path) return bad(path.error().message);
         if (auto ok = check_relative_path(*path, limits.max_path_bytes); !ok) {
-            return bad(ok.error().message + " in '" + std::string(encoded.substr(0, 200)) + "'");
+            return bad(ok.error().message + " in '" + detail::printable(encoded, 200) + "'");
         }
         if (!seen.insert(*path).second) return bad("'" + *path + "' is listed twice");
         entries.push_back(ManifestEntry{std::move(*path), *digest});
@@ -176,20 +174,21 @@ Result<void> parse_bagit_txt(std::string_view text) {
     std::string encoding = bag_info_value(*info, "Tag-File-Character-Encoding");
     if (version.empty()) return fail("bagit.txt: missing BagIt-Version");
     if (version != "1.0" && version != "0.97") {
-        return fail("bagit.txt: BagIt-Version " + version + " is not supported (1.0 or 0.97)");
+        return fail("bagit.txt: BagIt-Version " + detail::printable(version, 40) + " is not supported (1.0 or 0.97)");
     }
     if (!detail::iequals(encoding, "UTF-8")) {
-        return fail("bagit.txt: Tag-File-Character-Encoding must be UTF-8, not '" + encoding + "'");
+        return fail("bagit.txt: Tag-File-Character-Encoding must be UTF-8, not '" + detail::printable(encoding, 40) + "'");
     }
     return {};
 }
 
 Result<PayloadOxum> parse_payload_oxum(std::string_view value) {
     std::size_t dot = value.find('.');
-    if (dot == std::string_view::npos) return fail("Payload-Oxum '" + std::string(value) + "' is not <octets>.<files>");
+    auto bad = [&] { return fail("Payload-Oxum '" + detail::printable(value, 60) + "' is not <octets>.<files>"); };
+    if (dot == std::string_view::npos) return bad();
     auto octets = parse_u64(value.substr(0, dot));
     auto streams = parse_u64(value.substr(dot + 1));
-    if (!octets || !streams) return fail("Payload-Oxum '" + std::string(value) + "' is not <octets>.<files>");
+    if (!octets || !streams) return bad();
     return PayloadOxum{*octets, *streams};
 }
 

@@ -80,7 +80,7 @@ std::string format_rfc3339(long long epoch_seconds) {
 
 Result<long long> parse_rfc3339(std::string_view text) {
     auto bad = [&] {
-        return fail("'" + std::string(text) + "' is not an RFC 3339 time (expected e.g. 2026-11-29T14:00:00Z)");
+        return fail("'" + detail::printable(text, 80) + "' is not an RFC 3339 time (expected e.g. 2026-11-29T14:00:00Z)");
     };
     auto digits = [&](std::size_t pos, std::size_t n, int& out) {
         if (pos + n > text.size()) return false;
@@ -128,11 +128,11 @@ Result<long long> parse_rfc3339(std::string_view text) {
 
 Result<void> validate_release(const Release& r) {
     if (!is_valid_channel(r.channel)) {
-        return fail("channel '" + r.channel + "' is not valid: use 1-64 of a-z 0-9 . _ - starting with a letter or digit");
+        return fail("channel '" + detail::printable(r.channel, 80) + "' is not valid: use 1-64 of a-z 0-9 . _ - starting with a letter or digit");
     }
     auto version_field = [](std::string_view field, const std::string& v) -> Result<void> {
         if (is_valid_version(v)) return {};
-        return fail(std::string(field) + " '" + v +
+        return fail(std::string(field) + " '" + detail::printable(v, 80) +
                     "' is not valid: use 1-64 of A-Z a-z 0-9 . _ + - starting with a letter or digit");
     };
     if (auto ok = version_field("version", r.version); !ok) return ok;
@@ -147,7 +147,7 @@ Result<void> validate_release(const Release& r) {
     auto when = parse_rfc3339(r.created_at);
     if (!when) return when.error().within("created_at");
     if (format_rfc3339(*when) != r.created_at) {
-        return fail("created_at '" + r.created_at + "' must be UTC with second precision, e.g. " +
+        return fail("created_at '" + detail::printable(r.created_at, 80) + "' must be UTC with second precision, e.g. " +
                     format_rfc3339(*when));
     }
     if (!r.artifacts.is_object()) return fail("artifacts must be a JSON object");
@@ -183,7 +183,7 @@ Result<Release> parse_release(std::string_view bytes) {
                                                   "created_at",  "created_by", "artifacts"};
     for (const auto& [key, value] : j.items()) {
         if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
-            return fail("release.json has unknown field '" + key + "'");
+            return fail("release.json has unknown field '" + detail::printable(key, 80) + "'");
         }
     }
     auto schema = j.find("schema");

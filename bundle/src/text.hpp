@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
+#include <string>
 #include <string_view>
 
 namespace sluice::bundle::detail {
@@ -45,6 +47,49 @@ inline bool is_valid_utf8(std::string_view s) {
 inline bool is_control(char c) {
     auto u = static_cast<unsigned char>(c);
     return u < 0x20 || u == 0x7f;
+}
+
+/// C0, DEL, or a UTF-8 encoded C1 control (U+0080..U+009F) anywhere in s.
+inline bool has_control(std::string_view s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (is_control(s[i])) return true;
+        if (static_cast<unsigned char>(s[i]) == 0xc2 && i + 1 < s.size() &&
+            static_cast<unsigned char>(s[i + 1]) >= 0x80 && static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Untrusted text made safe to print in one line of a message or log:
+/// control characters become \n, \r, \t or \xNN, backslashes are doubled,
+/// and anything past `max_bytes` is cut with "…".
+inline std::string printable(std::string_view s, std::size_t max_bytes = 8192) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(std::min(s.size(), max_bytes) + 8);
+    for (std::size_t i = 0; i < s.size() && i < max_bytes; ++i) {
+        auto u = static_cast<unsigned char>(s[i]);
+        if (s[i] == '\\') out += "\\\\";
+        else if (s[i] == '\n') out += "\\n";
+        else if (s[i] == '\r') out += "\\r";
+        else if (s[i] == '\t') out += "\\t";
+        else if (u < 0x20 || u == 0x7f) {
+            out += "\\x";
+            out += kHex[u >> 4];
+            out += kHex[u & 0x0f];
+        } else if (u == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                   static_cast<unsigned char>(s[i + 1]) <= 0x9f) {  // C1 control, U+0080..U+009F
+            auto c1 = static_cast<unsigned char>(s[++i]);
+            out += "\\u00";
+            out += kHex[c1 >> 4];
+            out += kHex[c1 & 0x0f];
+        } else {
+            out += s[i];
+        }
+    }
+    if (s.size() > max_bytes) out += "…";
+    return out;
 }
 
 inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
