@@ -94,6 +94,10 @@ public:
             }
             return std::optional<Entry>{};
         }
+        if (rc == ARCHIVE_WARN && raw != nullptr && archive_entry_pathname_utf8(raw) == nullptr) {
+            // libarchive says "can't be converted from UTF-8 to current locale": the name is not UTF-8.
+            return fail("entry " + std::to_string(count_ + 1) + " " + where + ": name is not valid UTF-8");
+        }
         if (rc != ARCHIVE_OK) return fail(path_.string() + ": damaged archive " + where + ": " + error_of(a_.get()));
         const char* name = archive_entry_pathname_utf8(raw);
         if (name == nullptr) {
