@@ -185,10 +185,12 @@ Result<std::string> create_bag(const CreateOptions& options) {
     }
 
     std::vector<detail::FileDigest> digests(files.size());
-    auto copied = detail::parallel_for(files.size(), detail::worker_count(options.parallelism.threads),
+    std::vector<std::uint64_t> sizes;
+    for (const auto& f : files) sizes.push_back(f.size);
+    auto copied = detail::parallel_for(detail::largest_first(sizes), detail::worker_count(options.parallelism.threads),
                                        [&](std::size_t i, std::span<std::byte> buffer) -> Result<void> {
                                            auto d = detail::copy_and_hash(files[i].source, root / files[i].bag_path,
-                                                                          buffer);
+                                                                          buffer, options.sync);
                                            if (!d) return d.error();
                                            digests[i] = *d;
                                            return {};
@@ -239,7 +241,9 @@ Result<VerifyReport> verify_dir_with(const fs::path& bag_dir, const VerifyOption
     if (auto ok = check.check_listing(*listing); !ok) return ok.error();
 
     std::vector<detail::FileDigest> digests(listing->size());
-    auto hashed = detail::parallel_for(listing->size(), detail::worker_count(options.parallelism.threads),
+    std::vector<std::uint64_t> sizes;
+    for (const auto& entry : *listing) sizes.push_back(entry.second);
+    auto hashed = detail::parallel_for(detail::largest_first(sizes), detail::worker_count(options.parallelism.threads),
                                        [&](std::size_t i, std::span<std::byte> buffer) -> Result<void> {
                                            auto d = detail::hash_file(bag_dir / (*listing)[i].first, buffer);
                                            if (!d) return d.error();

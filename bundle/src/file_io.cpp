@@ -148,7 +148,11 @@ Result<FileDigest> hash_file(const fs::path& path, std::span<std::byte> buffer) 
     return out;
 }
 
-Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::span<std::byte> buffer) {
+Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::span<std::byte> buffer,
+                                 bool start_writeback) {
+    // Writeback is started every kWritebackWindow bytes, so that the disk works
+    // while we hash, and the final sync finds little left to do.
+    constexpr std::uint64_t kWritebackWindow = 8 << 20;
     FileDigest out;
     auto in = open_regular_file(src);
     if (!in) return in.error();
@@ -156,6 +160,7 @@ Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::
     Fd fd(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", dst, errno);
     Sha256 hasher;
+    std::uint64_t flushed = 0;
     for (;;) {
         auto n = read_some(in->get(), buffer, src);
         if (!n) return n.error();
@@ -163,6 +168,14 @@ Result<FileDigest> copy_and_hash(const fs::path& src, const fs::path& dst, std::
         hasher.update(buffer.first(*n));
         if (auto ok = write_all(fd.get(), buffer.first(*n), dst.string()); !ok) return ok.error();
         out.size += *n;
+        if (start_writeback && out.size - flushed >= kWritebackWindow) {
+            ::sync_file_range(fd.get(), static_cast<off_t>(flushed), static_cast<off_t>(out.size - flushed),
+                              SYNC_FILE_RANGE_WRITE);
+            flushed = out.size;
+        }
+    }
+    if (start_writeback && out.size > flushed) {
+        ::sync_file_range(fd.get(), static_cast<off_t>(flushed), 0, SYNC_FILE_RANGE_WRITE);
     }
     out.digest = hasher.finish();
     if (::fchmod(fd.get(), 0644) != 0) return io_error("cannot set mode", dst, errno);
@@ -256,7 +269,14 @@ unsigned worker_count(unsigned requested) {
     return std::clamp(hw, 1U, 8U);
 }
 
-Result<void> parallel_for(std::size_t count, unsigned threads,
+std::vector<std::size_t> largest_first(const std::vector<std::uint64_t>& sizes) {
+    std::vector<std::size_t> order(sizes.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return sizes[a] > sizes[b]; });
+    return order;
+}
+
+Result<void> parallel_for(const std::vector<std::size_t>& order, unsigned threads,
                           const std::function<Result<void>(std::size_t, std::span<std::byte>)>& job) {
     std::atomic<std::size_t> next{0};
     std::atomic<bool> stop{false};
@@ -267,8 +287,9 @@ Result<void> parallel_for(std::size_t count, unsigned threads,
         auto buffer = std::make_unique<std::byte[]>(kIoBufferBytes);
         std::span<std::byte> span(buffer.get(), kIoBufferBytes);
         while (!stop.load(std::memory_order_relaxed)) {
-            std::size_t i = next.fetch_add(1);
-            if (i >= count) break;
+            std::size_t k = next.fetch_add(1);
+            if (k >= order.size()) break;
+            std::size_t i = order[k];
             Result<void> r = [&]() -> Result<void> {
                 try {
                     return job(i, span);
@@ -283,9 +304,9 @@ Result<void> parallel_for(std::size_t count, unsigned threads,
             }
         }
     };
-    unsigned n = static_cast<unsigned>(std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(count, 1)));
+    std::size_t n = std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(order.size(), 1));
     std::vector<std::jthread> pool;
-    for (unsigned t = 1; t < n; ++t) pool.emplace_back(worker);
+    for (std::size_t t = 1; t < n; ++t) pool.emplace_back(worker);
     worker();
     pool.clear();  // joins
     if (first_failure) return first_failure->second;

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sluice/bundle/digest.hpp"
 #include "sluice/core/result.hpp"
@@ -70,9 +71,11 @@ struct FileDigest {
 Result<FileDigest> hash_file(const std::filesystem::path& path, std::span<std::byte> buffer);
 
 /// Copies src to a new file dst (mode 0644) hashing the bytes on the way: one
-/// pass. Not synced: files are written inside a StagingDir, whose commit syncs.
+/// pass. Not synced: files are written inside a StagingDir, whose commit syncs;
+/// with start_writeback the disk starts writing while the copy goes on, so
+/// that final sync has little left to wait for.
 Result<FileDigest> copy_and_hash(const std::filesystem::path& src, const std::filesystem::path& dst,
-                                 std::span<std::byte> buffer);
+                                 std::span<std::byte> buffer, bool start_writeback);
 
 /// rename(2) that fails instead of replacing an existing target.
 Result<void> rename_no_replace(const std::filesystem::path& from, const std::filesystem::path& to);
@@ -118,10 +121,14 @@ private:
     bool active_ = true;
 };
 
-/// Runs job(i) for i in [0, count) on `threads` workers (each gets its own
-/// I/O buffer); stops handing out work after the first failure and returns
-/// the failure with the lowest index, so errors are reported in order.
-Result<void> parallel_for(std::size_t count, unsigned threads,
+/// Indices of `sizes`, largest first: handing the biggest files out first
+/// keeps the workers busy to the end (longest-processing-time scheduling).
+std::vector<std::size_t> largest_first(const std::vector<std::uint64_t>& sizes);
+
+/// Runs job(i) for every i in `order`, in that order, on `threads` workers
+/// (each with its own I/O buffer). Stops handing out work after the first
+/// failure; of the failures seen, returns the one with the lowest index.
+Result<void> parallel_for(const std::vector<std::size_t>& order, unsigned threads,
                           const std::function<Result<void>(std::size_t, std::span<std::byte>)>& job);
 
 /// Effective worker count for a Parallelism request.

@@ -138,7 +138,7 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
                 created_by, artifacts;
             std::vector<std::string> keys;
             unsigned threads = 0;
-            bool no_sync = false;
+            bool sync = false;
         };
         auto o = std::make_shared<Opts>();
         auto* cmd = bundle->add_subcommand("create", "Package a directory of release artifacts as a signed bundle");
@@ -156,7 +156,7 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
         cmd->add_option("--artifacts", o->artifacts, "JSON file with a free-form object describing the payload");
         cmd->add_option("--sign", o->keys, "Private key to sign with (repeat for several signers)")->required();
         cmd->add_option("--threads", o->threads, "Hashing threads (default: one per CPU)");
-        cmd->add_flag("--no-sync", o->no_sync, "Skip fsync (faster, not crash-safe)");
+        cmd->add_flag("--sync", o->sync, "Wait until the bag is on disk before returning (see docs/cli.md)");
         cmd->callback([o, &exit_code] {
             b::CreateOptions c;
             c.source = o->src;
@@ -183,7 +183,7 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
             c.release.artifacts = std::move(*artifacts);
             for (const auto& k : o->keys) c.signing_keys.emplace_back(k);
             c.parallelism.threads = o->threads;
-            c.sync = !o->no_sync;
+            c.sync = o->sync;
             auto id = b::create_bag(c);
             if (!id) {
                 exit_code = report_error(id.error());
@@ -282,11 +282,13 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
     {
         auto bag = std::make_shared<std::string>();
         auto out = std::make_shared<std::string>();
+        auto sync = std::make_shared<bool>(false);
         auto* cmd = bundle->add_subcommand("pack", "Write a bag as one canonical pax tar (same bag, same bytes)");
         cmd->add_option("BAGDIR", *bag, "Bag directory")->required();
         cmd->add_option("--out", *out, "Archive file to create (must not exist)")->required();
+        cmd->add_flag("--sync", *sync, "Wait until the archive is on disk before returning");
         cmd->callback([=, &exit_code] {
-            auto id = b::pack_bag(*bag, *out);
+            auto id = b::pack_bag(*bag, *out, {}, *sync);
             if (!id) {
                 exit_code = report_error(id.error());
                 return;
@@ -302,9 +304,11 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
         auto archive = std::make_shared<std::string>();
         auto out = std::make_shared<std::string>();
         auto flags = std::make_shared<LimitFlags>();
+        auto sync = std::make_shared<bool>(false);
         auto* cmd = bundle->add_subcommand("unpack", "Extract an untrusted archive (regular files and directories only)");
         cmd->add_option("FILE", *archive, "Archive (.tar)")->required();
         cmd->add_option("--out", *out, "Directory to create (must not exist)")->required();
+        cmd->add_flag("--sync", *sync, "Wait until the extracted files are on disk before returning");
         flags->add(cmd);
         cmd->callback([=, &exit_code] {
             auto limits = flags->get();
@@ -312,7 +316,7 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
                 exit_code = report_error(limits.error());
                 return;
             }
-            auto report = b::unpack_archive(*archive, *out, *limits);
+            auto report = b::unpack_archive(*archive, *out, *limits, *sync);
             if (!report) {
                 exit_code = report_error(report.error().within("refused " + *archive));
                 return;
