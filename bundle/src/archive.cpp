@@ -227,6 +227,39 @@ private:
     std::uint64_t total_ = 0;
 };
 
+/// The file tree an archive's entries describe. Refuses what no file system
+/// can hold and what an extraction would resolve differently from a reader:
+/// an entry twice, a file where a directory is (or is needed), and the reverse.
+/// verify_archive and unpack_archive apply the same rules, so an archive that
+/// verifies always unpacks, and its unpacked directory verifies the same.
+class EntryTree {
+public:
+    /// Registers `e`; `created` receives the directories it brings into being
+    /// (missing parents, then the entry itself if it is a directory), in order.
+    Result<void> add(const Entry& e, std::vector<std::string>* created = nullptr) {
+        std::size_t slash = 0;
+        while ((slash = e.path.find('/', slash)) != std::string::npos) {
+            std::string parent = e.path.substr(0, slash++);
+            if (files_.count(parent)) return fail(entry_ref(e) + ": its parent '" + detail::printable(parent) + "' is a file");
+            if (dirs_.insert(parent).second && created != nullptr) created->push_back(parent);
+        }
+        if (files_.count(e.path)) return fail(entry_ref(e) + ": duplicate entry (the archive holds it twice)");
+        if (e.directory) {
+            if (!explicit_dirs_.insert(e.path).second) return fail(entry_ref(e) + ": duplicate entry (the archive holds it twice)");
+            if (dirs_.insert(e.path).second && created != nullptr) created->push_back(e.path);
+            return {};
+        }
+        if (dirs_.count(e.path)) return fail(entry_ref(e) + ": duplicate entry (already a directory)");
+        files_.insert(e.path);
+        return {};
+    }
+
+private:
+    std::unordered_set<std::string> files_;
+    std::unordered_set<std::string> dirs_;           // explicit and implied
+    std::unordered_set<std::string> explicit_dirs_;  // directory entries seen
+};
+
 bool is_payload(const std::string& path) {
     return path.size() > kPayloadDir.size() && path.compare(0, kPayloadDir.size(), kPayloadDir) == 0 &&
            path[kPayloadDir.size()] == '/';
@@ -235,12 +268,16 @@ bool is_payload(const std::string& path) {
 bool is_signature(const std::string& path) { return path.rfind(std::string(kSignaturesDir) + "/", 0) == 0; }
 
 /// Reads tag entries into `check` until the first payload entry (returned) or the end.
-Result<std::optional<Entry>> read_archive_tags(TarReader& reader, BagCheck& check, const Limits& limits) {
+Result<std::optional<Entry>> read_archive_tags(TarReader& reader, BagCheck& check, EntryTree& tree,
+                                               const Limits& limits) {
     for (;;) {
         auto next = reader.next(limits);
         if (!next) return next.error();
         if (!*next) return std::optional<Entry>{};
         Entry& e = **next;
+        if (!e.path.empty()) {
+            if (auto ok = tree.add(e); !ok) return ok.error();
+        }
         if (e.directory) {
             if (e.path.empty() || e.path == kPayloadDir || e.path == kSignaturesDir) continue;
             if (is_payload(e.path)) return next;
@@ -324,7 +361,8 @@ Result<VerifyReport> verify_archive(const fs::path& archive, const VerifyOptions
     auto reader = TarReader::open(archive);
     if (!reader) return reader.error();
     BagCheck check(options.limits);
-    auto first_payload = read_archive_tags(*reader, check, options.limits);
+    EntryTree tree;
+    auto first_payload = read_archive_tags(*reader, check, tree, options.limits);
     if (!first_payload) return first_payload.error();
     if (auto ok = check.check_tags(options.trust, options.min_signers); !ok) return ok.error();
 
@@ -343,6 +381,9 @@ Result<VerifyReport> verify_archive(const fs::path& archive, const VerifyOptions
         auto next = reader->next(options.limits);
         if (!next) return next.error();
         entry = std::move(*next);
+        if (entry && !entry->path.empty()) {
+            if (auto ok = tree.add(*entry); !ok) return ok.error();
+        }
     }
     return check.finish();
 }
@@ -420,37 +461,23 @@ Result<UnpackReport> unpack_archive(const fs::path& archive, const fs::path& out
     const fs::path& root = staging->path();
 
     UnpackReport report;
-    std::unordered_set<std::string> files;
-    std::unordered_set<std::string> dirs;
-    // Creates every missing parent of `path` inside the staging directory.
-    auto make_parents = [&](const Entry& e) -> Result<void> {
-        std::size_t slash = 0;
-        while ((slash = e.path.find('/', slash)) != std::string::npos) {
-            std::string parent = e.path.substr(0, slash++);
-            if (files.count(parent)) return fail(entry_ref(e) + ": its parent '" + parent + "' is a file");
-            if (dirs.insert(parent).second && ::mkdir((root / parent).c_str(), 0755) != 0 && errno != EEXIST) {
-                return fail(entry_ref(e) + ": cannot create directory: " + detail::errno_text(errno));
-            }
-        }
-        return {};
-    };
-
+    EntryTree tree;
+    std::vector<std::string> created;
     for (;;) {
         auto next = reader->next(limits);
         if (!next) return next.error();
         if (!*next) break;
         const Entry& e = **next;
         if (e.path.empty()) continue;  // "./"
-        if (files.count(e.path)) return fail(entry_ref(e) + ": duplicate entry");
-        if (auto ok = make_parents(e); !ok) return ok.error();
-        if (e.directory) {
-            if (dirs.insert(e.path).second && ::mkdir((root / e.path).c_str(), 0755) != 0) {
-                return fail(entry_ref(e) + ": cannot create directory: " + detail::errno_text(errno));
+        created.clear();
+        if (auto ok = tree.add(e, &created); !ok) return ok.error();
+        for (const auto& dir : created) {
+            if (::mkdir((root / dir).c_str(), 0755) != 0) {
+                return fail(entry_ref(e) + ": cannot create directory '" + detail::printable(dir) +
+                            "': " + detail::errno_text(errno));
             }
-            continue;
         }
-        if (dirs.count(e.path)) return fail(entry_ref(e) + ": duplicate entry (already a directory)");
-        files.insert(e.path);
+        if (e.directory) continue;
         fs::path target = root / e.path;
         detail::Fd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
         if (!fd.valid()) return fail(entry_ref(e) + ": cannot create: " + detail::errno_text(errno));
@@ -485,7 +512,8 @@ Result<BundleSummary> inspect_bundle(const fs::path& path, const Limits& limits)
     } else {
         auto reader = TarReader::open(path);
         if (!reader) return reader.error();
-        auto first = read_archive_tags(*reader, check, limits);
+        EntryTree tree;
+        auto first = read_archive_tags(*reader, check, tree, limits);
         if (!first) return first.error();
     }
     BundleSummary summary;

@@ -14,6 +14,8 @@ std::string sig_prefix() { return std::string(kSignaturesDir) + "/"; }
 }  // namespace
 
 bool is_tag_path(std::string_view path) {
+    // "data" and "signatures" name directories of every bag: never tag files.
+    if (path == kPayloadDir || path == kSignaturesDir) return false;
     if (path.find('/') == std::string_view::npos) return true;
     std::string prefix = sig_prefix();
     return path.size() > prefix.size() && path.substr(0, prefix.size()) == prefix &&

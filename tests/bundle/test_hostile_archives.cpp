@@ -720,6 +720,13 @@ TEST_CASE("verify_archive refuses links, escapes, absolute paths, duplicates and
         {"character device", special("data/tty", AE_IFCHR), Where::last, "data/tty", "device"},
         {"block device", special("data/sda", AE_IFBLK), Where::after_tags, "data/sda", "device"},
         {"FIFO", special("data/pipe", AE_IFIFO), Where::last, "data/pipe", "FIFO"},
+        // The archive must describe a file tree that unpacking can build: the
+        // two verifiers (archive, unpacked directory) may never disagree.
+        {"a tag file named data", regular("data", "x"), Where::after_tags, "data", "unexpected file"},
+        {"a file named signatures", regular("signatures", "x"), Where::first, "signatures", "unexpected file"},
+        {"a file, then a directory at the same path", directory("data/a.txt/"), Where::last, "data/a.txt",
+         "duplicate"},
+        {"a file below a file", regular("data/a.txt/x", "x"), Where::last, "data/a.txt/x", "parent"},
     }));
     CAPTURE(c.label);
     std::vector<TarEntry> entries = bag.tags;

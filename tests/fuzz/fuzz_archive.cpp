@@ -1,13 +1,14 @@
 // libFuzzer target for untrusted archives: the input is a tar stream.
 //
-//   input ──► memfd ──/proc/self/fd/N─┬─► verify_archive (fixity only) ─┐
-//                                     ├─► inspect_bundle ───────────────┤ agree when verify passes
-//                                     └─► unpack_archive ──► SCRATCH/a/b/work/out
-//                                              │                   ├─► verify_bag_dir ─┘
-//                                              │                   └─► inspect_bundle
-//                                              └─ success: only regular files and directories, only
-//                                                 inside out/, counts match the report
-//                                                 refusal: nothing left anywhere in SCRATCH
+//   input ─► memfd, read back as /proc/self/fd/N
+//     ├─► verify_archive (no trust store: structure and fixity)  ─┐ when verify_archive passes:
+//     ├─► inspect_bundle                                          │ unpack succeeds and all
+//     └─► unpack_archive ─► out/ ─┬─► verify_bag_dir             ─┘ three report the same bag
+//                         │       │     └─ passes ─► pack_bag ─► verify_archive: same report
+//                         │       └─► inspect_bundle
+//                         ├─ success: only regular files and directories (no setuid, no exec
+//                         │  bits), nothing outside out/, file and byte counts as reported
+//                         └─ refusal: nothing left anywhere in SCRATCH (all or nothing)
 //
 // SCRATCH is created once per process (mkdtemp under $SLUICE_FUZZ_SCRATCH,
 // else /dev/shm, else /tmp) and removed at exit. The output directory sits
@@ -123,12 +124,47 @@ void check_scratch(bool unpacked, const UnpackReport* report) {
     }
 }
 
+bool g_verbose = false;  // SLUICE_FUZZ_VERBOSE=1: every step's outcome, for triaging seeds
+
+/// Says why an operation failed before a property about it traps.
+template <class T>
+void report_error(const char* operation, const sluice::Result<T>& result) {
+    if (!result) std::fprintf(stderr, "%s: %s\n", operation, result.error().message.c_str());
+}
+
+template <class T>
+void trace(const char* operation, const sluice::Result<T>& result) {
+    if (!g_verbose) return;
+    if (result) std::fprintf(stderr, "%s: ok\n", operation);
+    else report_error(operation, result);
+}
+
 void same_summary(const BundleSummary& summary, const VerifyReport& report) {
     FUZZ_REQUIRE(summary.bundle_id == report.bundle_id, "inspect and verify agree on the bundle id");
     FUZZ_REQUIRE(summary.release && *summary.release == report.release, "inspect and verify agree on release.json");
     FUZZ_REQUIRE(summary.bag_info == report.bag_info, "inspect and verify agree on bag-info.txt");
     FUZZ_REQUIRE(summary.manifest_files == report.payload_files, "inspect counts the payload verify checked");
     FUZZ_REQUIRE(summary.signature_files.size() == report.signatures.size(), "inspect and verify see the same signatures");
+}
+
+bool same_report(const VerifyReport& a, const VerifyReport& b) {
+    return a.bundle_id == b.bundle_id && a.payload_files == b.payload_files && a.payload_bytes == b.payload_bytes &&
+           a.release == b.release && a.bag_info == b.bag_info && a.signatures.size() == b.signatures.size();
+}
+
+/// A bag directory that verifies packs, and its canonical archive verifies
+/// to the same report.
+void check_repack(const VerifyReport& dir_report, const Limits& limits, const VerifyOptions& options) {
+    const fs::path packed = g_scratch->work / "packed.tar";
+    auto id = pack_bag(g_scratch->out, packed, limits, /*sync=*/false);
+    report_error("pack_bag", id);
+    FUZZ_REQUIRE(id.ok() && *id == dir_report.bundle_id, "a bag that verifies packs, keeping its bundle id");
+    auto reverified = verify_archive(packed, options);
+    report_error("verify_archive of the packed bag", reverified);
+    FUZZ_REQUIRE(reverified.ok() && same_report(*reverified, dir_report), "the packed archive verifies alike");
+    std::error_code ec;
+    fs::remove(packed, ec);
+    FUZZ_REQUIRE(!ec, "cannot remove the packed archive");
 }
 
 }  // namespace
@@ -147,6 +183,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     if (scratch.memfd < 0) setup_failed("memfd_create");
     scratch.archive = "/proc/self/fd/" + std::to_string(scratch.memfd);
     g_scratch = &scratch;
+    const char* verbose = std::getenv("SLUICE_FUZZ_VERBOSE");
+    g_verbose = verbose != nullptr && *verbose != '\0' && *verbose != '0';
     std::atexit(remove_scratch);
     return 0;
 }
@@ -160,30 +198,38 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     options.limits = limits;
     options.parallelism.threads = 1;
     auto verified = verify_archive(s.archive, options);
+    trace("verify_archive", verified);
 
     auto summary = inspect_bundle(s.archive, limits);
+    trace("inspect_bundle", summary);
     if (verified) {
+        report_error("inspect_bundle", summary);
         FUZZ_REQUIRE(summary.ok(), "inspect_bundle reads what verify_archive accepts");
         same_summary(*summary, *verified);
     }
 
     auto unpacked = unpack_archive(s.archive, s.out, limits, /*sync=*/false);
+    trace("unpack_archive", unpacked);
     check_scratch(unpacked.ok(), unpacked ? &*unpacked : nullptr);
-    if (unpacked) {
-        // What a receiver does next: look at and verify the extracted directory.
-        (void)inspect_bundle(s.out, limits);
-        auto dir_verified = verify_bag_dir(s.out, options);
-        if (verified) {
-            FUZZ_REQUIRE(dir_verified.ok(), "an archive that verifies also verifies once unpacked");
-            FUZZ_REQUIRE(dir_verified->bundle_id == verified->bundle_id &&
-                             dir_verified->payload_files == verified->payload_files &&
-                             dir_verified->payload_bytes == verified->payload_bytes &&
-                             dir_verified->release == verified->release,
-                         "archive and unpacked directory give the same verification report");
-        }
-        std::error_code ec;
-        fs::remove_all(s.out, ec);
-        FUZZ_REQUIRE(!ec, "cannot remove the unpacked directory");
+    if (verified) {
+        report_error("unpack_archive", unpacked);
+        FUZZ_REQUIRE(unpacked.ok(), "an archive that verifies can be unpacked");
     }
+    if (!unpacked) return 0;
+
+    // What a receiver does next: look at and verify the extracted directory.
+    trace("inspect_bundle of the unpacked directory", inspect_bundle(s.out, limits));
+    auto dir_verified = verify_bag_dir(s.out, options);
+    trace("verify_bag_dir", dir_verified);
+    if (verified) {
+        report_error("verify_bag_dir", dir_verified);
+        FUZZ_REQUIRE(dir_verified.ok(), "an archive that verifies also verifies once unpacked");
+        FUZZ_REQUIRE(same_report(*dir_verified, *verified), "archive and unpacked directory verify alike");
+    }
+    if (dir_verified) check_repack(*dir_verified, limits, options);
+
+    std::error_code ec;
+    fs::remove_all(s.out, ec);
+    FUZZ_REQUIRE(!ec, "cannot remove the unpacked directory");
     return 0;
 }

@@ -1,12 +1,13 @@
 #pragma once
-// Shared by the libFuzzer targets (each is a single .cpp that includes this once): a property check that names what broke
-// before it traps (libFuzzer then saves the input as crash-<sha1>), and
-// sanitizer defaults that make every UBSan report fatal.
+// Shared by the libFuzzer targets (each a single .cpp that includes this once):
+// a property check that names what broke before it traps (libFuzzer then saves
+// the input as crash-<sha1>), and sanitizer defaults that make every UBSan
+// report fatal.
 //
 //   FUZZ_REQUIRE(reparsed && *reparsed == entries, "format_manifest round trip");
 
+#include <cstddef>
 #include <cstdio>
-#include <string>
 #include <string_view>
 
 // UBSan is built in recoverable mode (the top-level CMakeLists does not pass

@@ -51,6 +51,16 @@ bool is_ascii_control(char c) {
     return u < 0x20 || u == 0x7f;
 }
 
+/// C0, DEL or C1 (U+0080..U+009F, "\xc2\x80".."\xc2\x9f" in valid UTF-8).
+bool has_control(std::string_view s) {
+    if (std::any_of(s.begin(), s.end(), is_ascii_control)) return true;
+    for (std::size_t i = s.find('\xc2'); i != std::string_view::npos && i + 1 < s.size(); i = s.find('\xc2', i + 1)) {
+        auto next = static_cast<unsigned char>(s[i + 1]);
+        if (next >= 0x80 && next <= 0x9f) return true;
+    }
+    return false;
+}
+
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -64,11 +74,10 @@ std::string_view trim(std::string_view s) {
 }
 
 /// What check_relative_path documents: relative, UTF-8, no empty, "." or ".."
-/// components, no control characters, components ≤ 255 bytes, whole ≤ max.
+/// components, no control characters (C0, DEL, C1), components ≤ 255 bytes, whole ≤ max.
 bool expect_safe_path(std::string_view path, std::size_t max_bytes) {
     if (path.empty() || path.size() > max_bytes || path.front() == '/') return false;
-    if (std::any_of(path.begin(), path.end(), is_ascii_control)) return false;
-    if (!is_utf8(path)) return false;
+    if (!is_utf8(path) || has_control(path)) return false;
     std::size_t start = 0;
     for (;;) {
         std::size_t end = std::min(path.find('/', start), path.size());
