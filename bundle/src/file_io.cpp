@@ -44,6 +44,22 @@ std::string random_suffix() {
     return std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" + std::to_string(rd() % 100000);
 }
 
+Result<void> refuse_existing(const fs::path& final_path) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(final_path, ec))) {
+        return fail(final_path.string() + ": already exists; choose a new name or remove it first");
+    }
+    return {};
+}
+
+/// Renames `from` to `to` (never replacing) and, with sync, makes the new name durable.
+Result<void> rename_into_place(const fs::path& from, const fs::path& to, bool sync) {
+    if (auto ok = rename_no_replace(from, to); !ok) return ok;
+    if (!sync) return {};
+    fs::path parent = to.parent_path();
+    return fsync_path(parent.empty() ? fs::path(".") : parent);
+}
+
 fs::path staging_name(const fs::path& final_path) {
     fs::path parent = final_path.parent_path();
     if (parent.empty()) parent = ".";
@@ -192,10 +208,7 @@ Result<void> rename_no_replace(const fs::path& from, const fs::path& to) {
 }
 
 Result<StagingDir> StagingDir::create_beside(const fs::path& final_path) {
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(final_path, ec))) {
-        return fail(final_path.string() + ": already exists; choose a new name or remove it first");
-    }
+    if (auto ok = refuse_existing(final_path); !ok) return ok.error();
     fs::path staging = staging_name(final_path);
     if (::mkdir(staging.c_str(), 0755) != 0) return io_error("cannot create staging directory", staging, errno);
     return StagingDir(staging, final_path);
@@ -222,20 +235,13 @@ Result<void> StagingDir::commit(bool sync) {
         if (!dir.valid()) return io_error("cannot open for sync", path_, errno);
         if (::syncfs(dir.get()) != 0) return io_error("sync failed", path_, errno);
     }
-    if (auto ok = rename_no_replace(path_, final_); !ok) return ok;
+    if (auto ok = rename_into_place(path_, final_, sync); !ok) return ok;
     active_ = false;
-    if (sync) {
-        fs::path parent = final_.parent_path();
-        return fsync_path(parent.empty() ? fs::path(".") : parent);
-    }
     return {};
 }
 
 Result<StagingFile> StagingFile::create_beside(const fs::path& final_path) {
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(final_path, ec))) {
-        return fail(final_path.string() + ": already exists; choose a new name or remove it first");
-    }
+    if (auto ok = refuse_existing(final_path); !ok) return ok.error();
     fs::path staging = staging_name(final_path);
     Fd fd(::open(staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", staging, errno);
@@ -254,12 +260,8 @@ StagingFile::~StagingFile() {
 Result<void> StagingFile::commit(bool sync) {
     if (sync && ::fsync(fd_.get()) != 0) return io_error("fsync failed", path_, errno);
     if (::close(fd_.release()) != 0) return io_error("close failed", path_, errno);
-    if (auto ok = rename_no_replace(path_, final_); !ok) return ok;
+    if (auto ok = rename_into_place(path_, final_, sync); !ok) return ok;
     active_ = false;
-    if (sync) {
-        fs::path parent = final_.parent_path();
-        return fsync_path(parent.empty() ? fs::path(".") : parent);
-    }
     return {};
 }
 
