@@ -10,7 +10,7 @@ packages=(
     # toolchain
     build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
     # libraries
-    libssl-dev libarchive-dev nlohmann-json3-dev libcli11-dev catch2
+    libssl-dev libarchive-dev nlohmann-json3-dev libcli11-dev catch2 libisal-dev libxxhash-dev
     # tools the tests, demo and benchmarks call
     openssl coreutils time xxd python3
 )
