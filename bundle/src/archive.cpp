@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "bag_dir.hpp"
 #include "text.hpp"
@@ -112,6 +112,11 @@ public:
         }
         if (!e.path.empty() && e.path.front() == '/') return fail(entry_ref(e) + ": absolute path");
         while (e.path.rfind("./", 0) == 0) e.path.erase(0, 2);
+        if (archive_entry_sparse_count(raw) > 0) {
+            // A sparse entry claims a size its bytes do not back: a 20 KB archive
+            // could make us hash or write terabytes. Canonical archives never hold one.
+            return fail(entry_ref(e) + ": sparse file (bundle archives hold plain files only)");
+        }
         if (archive_entry_hardlink(raw) != nullptr) {
             return fail(entry_ref(e) + ": hard link (only regular files and directories are allowed)");
         }
@@ -179,11 +184,15 @@ public:
     /// The current entry's bytes, refusing more than `limit`.
     Result<std::string> read_small(const Entry& e, std::size_t limit) {
         if (e.size > limit) return fail(entry_ref(e) + ": larger than the " + std::to_string(limit) + "-byte limit");
-        std::string out(static_cast<std::size_t>(e.size), '\0');
+        // Grown as bytes arrive, not from the header: a truncated archive cannot
+        // make us allocate what it does not hold.
+        std::string out;
         auto r = read_data(e, [&](std::uint64_t offset, std::span<const std::byte> bytes) -> Result<void> {
+            if (offset + bytes.size() > out.size()) out.resize(static_cast<std::size_t>(offset + bytes.size()));
             std::memcpy(out.data() + offset, bytes.data(), bytes.size());
             return {};
         });
+        out.resize(static_cast<std::size_t>(e.size));
         if (!r) return r.error();
         return out;
     }
@@ -234,30 +243,67 @@ private:
 /// verifies always unpacks, and its unpacked directory verifies the same.
 class EntryTree {
 public:
+    explicit EntryTree(std::uint64_t max_nodes) : max_nodes_(max_nodes) {}
+
     /// Registers `e`; `created` receives the directories it brings into being
     /// (missing parents, then the entry itself if it is a directory), in order.
     Result<void> add(const Entry& e, std::vector<std::string>* created = nullptr) {
-        std::size_t slash = 0;
-        while ((slash = e.path.find('/', slash)) != std::string::npos) {
-            std::string parent = e.path.substr(0, slash++);
-            if (files_.count(parent)) return fail(entry_ref(e) + ": its parent '" + detail::printable(parent) + "' is a file");
-            if (dirs_.insert(parent).second && created != nullptr) created->push_back(parent);
-        }
-        if (files_.count(e.path)) return fail(entry_ref(e) + ": duplicate entry (the archive holds it twice)");
-        if (e.directory) {
-            if (!explicit_dirs_.insert(e.path).second) return fail(entry_ref(e) + ": duplicate entry (the archive holds it twice)");
-            if (dirs_.insert(e.path).second && created != nullptr) created->push_back(e.path);
+        std::uint32_t parent = 0;  // the root
+        std::size_t start = 0;
+        for (;;) {
+            std::size_t slash = e.path.find('/', start);
+            bool last = slash == std::string::npos;
+            std::string_view name = std::string_view(e.path).substr(start, last ? std::string::npos : slash - start);
+            std::string key = std::to_string(parent) + '/' + std::string(name);
+            auto it = nodes_.find(key);
+            if (!last) {  // a parent directory
+                if (it == nodes_.end()) {
+                    if (auto ok = make_room(e); !ok) return ok;
+                    it = nodes_.emplace(std::move(key), Node{next_id_++, true, false}).first;
+                    if (created != nullptr) created->push_back(e.path.substr(0, slash));
+                } else if (!it->second.directory) {
+                    return fail(entry_ref(e) + ": its parent '" + detail::printable(e.path.substr(0, slash)) + "' is a file");
+                }
+                parent = it->second.id;
+                start = slash + 1;
+                continue;
+            }
+            if (it == nodes_.end()) {
+                if (auto ok = make_room(e); !ok) return ok;
+                nodes_.emplace(std::move(key), Node{next_id_++, e.directory, e.directory});
+                if (e.directory && created != nullptr) created->push_back(e.path);
+                return {};
+            }
+            Node& node = it->second;
+            if (!e.directory || !node.directory) {
+                return fail(entry_ref(e) + (node.directory ? ": duplicate entry (already a directory)"
+                                                           : ": duplicate entry (the archive holds it twice)"));
+            }
+            if (node.explicit_dir) return fail(entry_ref(e) + ": duplicate entry (the archive holds it twice)");
+            node.explicit_dir = true;  // an implied directory, now named by its own entry
             return {};
         }
-        if (dirs_.count(e.path)) return fail(entry_ref(e) + ": duplicate entry (already a directory)");
-        files_.insert(e.path);
-        return {};
     }
 
 private:
-    std::unordered_set<std::string> files_;
-    std::unordered_set<std::string> dirs_;           // explicit and implied
-    std::unordered_set<std::string> explicit_dirs_;  // directory entries seen
+    struct Node {
+        std::uint32_t id;
+        bool directory;
+        bool explicit_dir;
+    };
+    // Implied directories count too: deep paths cannot grow the tree past the entry limit.
+    Result<void> make_room(const Entry& e) const {
+        if (nodes_.size() >= max_nodes_) {
+            return fail(entry_ref(e) + ": more than " + std::to_string(max_nodes_) +
+                        " files and directories (the entry limit)");
+        }
+        return {};
+    }
+
+    // Keyed by parent id and one name: memory grows with the names, not with depth squared.
+    std::unordered_map<std::string, Node> nodes_;
+    std::uint32_t next_id_ = 1;
+    std::uint64_t max_nodes_;
 };
 
 bool is_payload(const std::string& path) {
@@ -361,9 +407,14 @@ Result<VerifyReport> verify_archive(const fs::path& archive, const VerifyOptions
     auto reader = TarReader::open(archive);
     if (!reader) return reader.error();
     BagCheck check(options.limits);
-    EntryTree tree;
+    EntryTree tree(options.limits.max_entries);
     auto first_payload = read_archive_tags(*reader, check, tree, options.limits);
     if (!first_payload) return first_payload.error();
+    if (*first_payload && !check.has_tag_file(std::string(kBagitTxt))) {
+        return fail(entry_ref(**first_payload) +
+                    ": payload before the tag files; only archives made by `sluice bundle pack` can be verified "
+                    "as they stream (unpack it and verify the directory instead)");
+    }
     if (auto ok = check.check_tags(options.trust, options.min_signers); !ok) return ok.error();
 
     std::optional<Entry> entry = std::move(*first_payload);
@@ -372,6 +423,8 @@ Result<VerifyReport> verify_archive(const fs::path& archive, const VerifyOptions
             if (!is_payload(entry->path)) {
                 return fail(entry_ref(*entry) + ": tag file after the payload (not a canonical bundle archive)");
             }
+            // Listed, not seen before, within Payload-Oxum: decided before a byte is hashed.
+            if (auto ok = check.expect_payload(entry->path, entry->size); !ok) return ok.error();
             auto digest = reader->hash(*entry);
             if (!digest) return digest.error();
             if (auto ok = check.on_payload(entry->path, *digest); !ok) return ok.error();
@@ -391,6 +444,15 @@ Result<VerifyReport> verify_archive(const fs::path& archive, const VerifyOptions
 Result<std::string> pack_bag(const fs::path& bag_dir, const fs::path& out_file, const Limits& limits, bool sync) {
     Utf8LocaleScope utf8;
     if (auto ok = utf8.check(); !ok) return ok.error();
+    {
+        std::error_code ec;
+        auto bag = fs::weakly_canonical(bag_dir, ec);
+        auto out = fs::weakly_canonical(out_file, ec);
+        auto rel = out.lexically_relative(bag);
+        if (!ec && !rel.empty() && *rel.begin() != "..") {
+            return fail(out_file.string() + ": inside the bag being packed; write the archive somewhere else");
+        }
+    }
     BagCheck check(limits);
     if (auto ok = detail::read_bag_tags(bag_dir, check, limits); !ok) return ok.error();
     if (auto ok = check.check_tags(nullptr, 0); !ok) return ok.error().within("refusing to pack " + bag_dir.string());
@@ -461,7 +523,7 @@ Result<UnpackReport> unpack_archive(const fs::path& archive, const fs::path& out
     const fs::path& root = staging->path();
 
     UnpackReport report;
-    EntryTree tree;
+    EntryTree tree(limits.max_entries);
     std::vector<std::string> created;
     for (;;) {
         auto next = reader->next(limits);
@@ -512,7 +574,7 @@ Result<BundleSummary> inspect_bundle(const fs::path& path, const Limits& limits)
     } else {
         auto reader = TarReader::open(path);
         if (!reader) return reader.error();
-        EntryTree tree;
+        EntryTree tree(limits.max_entries);
         auto first = read_archive_tags(*reader, check, tree, limits);
         if (!first) return first.error();
     }

@@ -23,7 +23,8 @@ std::string generic_relative(const fs::path& p, const fs::path& base) {
 
 /// Walks `root` (sorted), refusing anything but regular files and directories.
 /// `prefix` is prepended to the reported relative paths.
-Result<PayloadListing> walk_regular_files(const fs::path& root, const std::string& prefix, const Limits& limits) {
+Result<PayloadListing> walk_regular_files(const fs::path& root, const std::string& prefix, const Limits& limits,
+                                          bool refuse_hard_links) {
     PayloadListing out;
     std::error_code ec;
     auto it = fs::recursive_directory_iterator(root, fs::directory_options::none, ec);
@@ -42,6 +43,10 @@ Result<PayloadListing> walk_regular_files(const fs::path& root, const std::strin
         if (!fs::is_regular_file(status)) return fail(rel + ": special file (bundles carry regular files only)");
         auto size = it->file_size(ec);
         if (ec) return fail(rel + ": cannot stat: " + ec.message());
+        if (refuse_hard_links && it->hard_link_count(ec) > 1) {
+            // Another name for the same inode could change the bag's content from outside it.
+            return fail(rel + ": has other hard links (a bag's files must not be shared with files outside it)");
+        }
         if (size > limits.max_file_bytes) {
             return fail(rel + ": " + std::to_string(size) + " bytes is over the per-file limit of " +
                         std::to_string(limits.max_file_bytes));
@@ -72,7 +77,7 @@ Result<void> read_bag_tags(const fs::path& bag_dir, BagCheck& check, const Limit
         if (fs::is_directory(status)) {
             if (name == kPayloadDir) continue;
             if (name != kSignaturesDir) return fail(name + "/: unexpected directory in the bag (no signature covers it)");
-            auto sigs = walk_regular_files(entry.path(), std::string(kSignaturesDir) + "/", limits);
+            auto sigs = walk_regular_files(entry.path(), std::string(kSignaturesDir) + "/", limits, true);
             if (!sigs) return sigs.error();
             for (const auto& [path, size] : *sigs) {
                 if (!is_tag_path(path)) return fail(path + ": unexpected file in signatures/");
@@ -96,7 +101,7 @@ Result<PayloadListing> list_payload(const fs::path& bag_dir, const Limits& limit
     auto status = fs::symlink_status(data, ec);
     if (!fs::exists(status)) return PayloadListing{};
     if (!fs::is_directory(status)) return fail("data: not a directory");
-    return walk_regular_files(data, std::string(kPayloadDir) + "/", limits);
+    return walk_regular_files(data, std::string(kPayloadDir) + "/", limits, true);
 }
 
 }  // namespace detail
@@ -143,6 +148,10 @@ Result<void> write_signature(const fs::path& bag_dir, const std::string& signer,
 
 Result<std::string> create_bag(const CreateOptions& options) {
     if (auto ok = validate_release(options.release); !ok) return ok.error();
+    // What we write must be what every reader accepts (size and nesting limits included).
+    if (auto reread = parse_release(format_release(options.release)); !reread) {
+        return reread.error().within("the release description would be refused by verify");
+    }
     if (options.signing_keys.empty()) return fail("no signing key given: a bundle must be signed (--sign KEY)");
     std::error_code ec;
     if (!fs::is_directory(options.source, ec)) return fail(options.source.string() + ": not a directory");
@@ -163,7 +172,7 @@ Result<std::string> create_bag(const CreateOptions& options) {
     }
 
     Limits limits;
-    auto listing = detail::walk_regular_files(options.source, std::string(kPayloadDir) + "/", limits);
+    auto listing = detail::walk_regular_files(options.source, std::string(kPayloadDir) + "/", limits, false);
     if (!listing) return listing.error().within(options.source.string());
     std::vector<SourceFile> files;
     files.reserve(listing->size());

@@ -1,4 +1,5 @@
 #include "bag_check.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <set>
@@ -67,6 +68,14 @@ Result<void> BagCheck::check_tags(const TrustStore* trust, unsigned min_signers)
     }
     for (const auto& [path, bytes] : tags_) {
         if (path == kTagManifest || path.rfind(sig_prefix(), 0) == 0) continue;
+        if (path == "fetch.txt") {
+            return fail("fetch.txt: a bundle must carry its whole payload; fetching files from elsewhere is refused");
+        }
+        bool manifest = path.rfind("manifest-", 0) == 0 || path.rfind("tagmanifest-", 0) == 0;
+        if (manifest && path != kManifest) {
+            return fail(path + ": only SHA-256 manifests are checked; a bag carrying other manifests would be "
+                        "only partly checked (remove it before signing)");
+        }
         if (!listed.count(path)) {
             return fail(path + ": not listed in tagmanifest-sha256.txt, so no signature covers it");
         }
@@ -85,7 +94,7 @@ Result<void> BagCheck::check_tags(const TrustStore* trust, unsigned min_signers)
     report_.bag_info = std::move(*info);
     std::string group = bag_info_value(report_.bag_info, "Bag-Group-Identifier");
     if (group != report_.release.channel) {
-        return fail("bag-info.txt: Bag-Group-Identifier '" + group + "' does not match the channel '" +
+        return fail("bag-info.txt: Bag-Group-Identifier '" + printable(group, 80) + "' does not match the channel '" +
                     report_.release.channel + "' in release.json");
     }
     std::string oxum_text = bag_info_value(report_.bag_info, "Payload-Oxum");
@@ -112,6 +121,9 @@ Result<void> BagCheck::check_tags(const TrustStore* trust, unsigned min_signers)
 }
 
 Result<void> BagCheck::check_signatures(const TrustStore* trust, unsigned min_signers) {
+    if (trust != nullptr && min_signers == 0) {
+        return fail("at least one trusted signer must be required when checking signatures (min_signers = 0)");
+    }
     const std::string& message = tags_.at(std::string(kTagManifest));
     std::size_t count = 0;
     std::set<std::string> distinct;
@@ -159,9 +171,9 @@ const Sha256Digest* BagCheck::expected(const std::string& path) const {
 
 Result<void> BagCheck::check_oxum(std::uint64_t bytes, std::uint64_t files) const {
     if (bytes != oxum_.octets || files != oxum_.streams) {
-        return fail("bag-info.txt: Payload-Oxum says " + std::to_string(oxum_.octets) + " bytes in " +
-                    std::to_string(oxum_.streams) + " files, the payload has " + std::to_string(bytes) + " bytes in " +
-                    std::to_string(files) + " files");
+        return fail("data/: the payload has " + std::to_string(bytes) + " bytes in " + std::to_string(files) +
+                    " files, bag-info.txt's Payload-Oxum says " + std::to_string(oxum_.octets) + " bytes in " +
+                    std::to_string(oxum_.streams) + " files (a payload file was changed, added or removed)");
     }
     return {};
 }
@@ -179,6 +191,20 @@ Result<void> BagCheck::check_listing(const std::vector<std::pair<std::string, st
         if (!present[i]) return fail(manifest_[i].path + ": listed in manifest-sha256.txt but missing");
     }
     return check_oxum(bytes, files.size());
+}
+
+Result<void> BagCheck::expect_payload(const std::string& path, std::uint64_t size) {
+    if (!tags_checked_) return fail(path + ": payload before the tag files");
+    auto it = index_.find(path);
+    if (it == index_.end()) return fail(path + ": not listed in manifest-sha256.txt (extra file in the payload)");
+    if (seen_[it->second]) return fail(path + ": appears twice");
+    expected_files_ += 1;
+    expected_bytes_ += size;
+    if (expected_bytes_ > oxum_.octets || expected_files_ > oxum_.streams) {
+        return fail(path + ": the payload grows past what bag-info.txt announces (Payload-Oxum " +
+                    std::to_string(oxum_.octets) + " bytes in " + std::to_string(oxum_.streams) + " files)");
+    }
+    return {};
 }
 
 Result<void> BagCheck::on_payload(const std::string& path, const FileDigest& digest) {

@@ -39,6 +39,10 @@ public:
     /// byte is hashed.
     Result<void> check_listing(const std::vector<std::pair<std::string, std::uint64_t>>& files);
 
+    /// Before hashing an archive entry: refuses an unlisted or repeated path and
+    /// one that would take the payload past Payload-Oxum, without reading it.
+    Result<void> expect_payload(const std::string& path, std::uint64_t size);
+
     /// One payload file's digest. Extra, duplicate and altered files are refused.
     Result<void> on_payload(const std::string& path, const FileDigest& digest);
 
@@ -63,6 +67,8 @@ private:
     std::unordered_map<std::string, std::size_t> index_;
     std::vector<bool> seen_;
     PayloadOxum oxum_;
+    std::uint64_t expected_bytes_ = 0;  // announced so far by expect_payload
+    std::uint64_t expected_files_ = 0;
     VerifyReport report_;
     bool tags_checked_ = false;
 };

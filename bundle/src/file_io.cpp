@@ -44,10 +44,17 @@ std::string random_suffix() {
     return std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" + std::to_string(rd() % 100000);
 }
 
+/// The final path must be new, and its parent must exist (named in the error,
+/// rather than the hidden staging name that could not be created).
 Result<void> refuse_existing(const fs::path& final_path) {
     std::error_code ec;
+    if (final_path.filename().empty()) return fail(final_path.string() + ": give a file or directory name, not a path ending in '/'");
     if (fs::exists(fs::symlink_status(final_path, ec))) {
         return fail(final_path.string() + ": already exists; choose a new name or remove it first");
+    }
+    fs::path parent = final_path.parent_path();
+    if (!parent.empty() && !fs::is_directory(parent, ec)) {
+        return fail(parent.string() + ": directory does not exist (create it first)");
     }
     return {};
 }
@@ -151,6 +158,10 @@ Result<FileDigest> hash_file(const fs::path& path, std::span<std::byte> buffer) 
     FileDigest out;
     auto fd = open_regular_file(path);
     if (!fd) return fd.error();
+    struct stat st {};
+    if (::fstat(fd->get(), &st) == 0 && st.st_nlink > 1) {
+        return fail(path.string() + ": has other hard links (a bag's files must not be shared with files outside it)");
+    }
     ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     Sha256 hasher;
     for (;;) {

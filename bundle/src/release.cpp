@@ -47,7 +47,11 @@ std::size_t nesting_depth(std::string_view text) {
     return deepest;
 }
 
-Result<void> check_text(std::string_view field, const std::string& value, std::size_t max_bytes, bool required) {
+/// Free text shown to officers and auditors: UTF-8, and no control characters
+/// (escape sequences could rewrite a terminal or forge log lines); multi-line
+/// fields may hold line feeds and tabs.
+Result<void> check_text(std::string_view field, const std::string& value, std::size_t max_bytes, bool required,
+                        bool multi_line = false) {
     if (required && detail::trim(value).empty()) {
         return fail(std::string(field) + " is empty: every bundle must answer it");
     }
@@ -55,6 +59,12 @@ Result<void> check_text(std::string_view field, const std::string& value, std::s
         return fail(std::string(field) + " is longer than " + std::to_string(max_bytes) + " bytes");
     }
     if (!detail::is_valid_utf8(value)) return fail(std::string(field) + " is not valid UTF-8");
+    std::string checked = value;
+    if (multi_line) std::erase_if(checked, [](char c) { return c == '\n' || c == '\t'; });
+    if (detail::has_control(checked)) {
+        return fail(std::string(field) + " contains a control character" +
+                    (multi_line ? " (only line feeds and tabs are allowed)" : ""));
+    }
     return {};
 }
 
@@ -140,8 +150,8 @@ Result<void> validate_release(const Release& r) {
         if (auto ok = version_field("previous_version", *r.previous_version); !ok) return ok;
     }
     if (auto ok = version_field("rollback_to", r.rollback_to); !ok) return ok;
-    if (auto ok = check_text("changes", r.changes, kMaxAnswerBytes, true); !ok) return ok;
-    if (auto ok = check_text("reason", r.reason, kMaxAnswerBytes, true); !ok) return ok;
+    if (auto ok = check_text("changes", r.changes, kMaxAnswerBytes, true, true); !ok) return ok;
+    if (auto ok = check_text("reason", r.reason, kMaxAnswerBytes, true, true); !ok) return ok;
     if (auto ok = check_text("approved_by", r.approved_by, kMaxNameBytes, true); !ok) return ok;
     if (auto ok = check_text("created_by", r.created_by, kMaxNameBytes, true); !ok) return ok;
     auto when = parse_rfc3339(r.created_at);

@@ -275,3 +275,72 @@ TEST_CASE("a bag with an empty payload is valid", "[bundle][bag]") {
     CHECK(r->payload_files == 0);
     CHECK(read_file(f.bag / "manifest-sha256.txt").empty());
 }
+
+TEST_CASE("create refuses a release description that verify would refuse", "[bundle][bag]") {
+    BundleFixture f;
+    nlohmann::json deep = nlohmann::json::object();
+    nlohmann::json* at = &deep;
+    for (int i = 0; i < 40; ++i) at = &((*at)["x"] = nlohmann::json::object());
+    f.release.artifacts = deep;
+    CreateOptions options;
+    options.source = f.src;
+    options.out = f.bag;
+    options.release = f.release;
+    options.sync = false;
+    options.signing_keys = {f.keys / "alice.key"};
+    auto r = create_bag(options);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("nests deeper than 32") != std::string::npos);
+    CHECK_FALSE(fs::exists(f.bag));
+}
+
+TEST_CASE("a trust store with min_signers 0 is refused, not a bypass", "[bundle][bag][verify]") {
+    BundleFixture f;
+    f.create({"alice"});
+    fs::remove_all(f.bag / "signatures");
+    VerifyOptions options;
+    options.trust = &f.store;
+    options.min_signers = 0;
+    auto r = verify_bundle(f.bag, options);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("min_signers = 0") != std::string::npos);
+}
+
+TEST_CASE("a payload file with another hard link is refused", "[bundle][bag][verify]") {
+    BundleFixture f;
+    f.create({"alice"});
+    fs::create_hard_link(f.bag / "data/tokenizer.json", f.dir / "outside.json");
+    f.expect_refused(f.bag, "data/tokenizer.json: has other hard links");
+}
+
+TEST_CASE("outputs name a missing parent and refuse a place inside the bag", "[bundle][bag]") {
+    BundleFixture f;
+    f.create({"alice"});
+    auto inside = pack_bag(f.bag, f.bag / "bundle.tar", {}, false);
+    REQUIRE_FALSE(inside.ok());
+    CHECK(inside.error().message.find("inside the bag") != std::string::npos);
+    CHECK(f.verify(f.bag).ok());
+    auto no_parent = pack_bag(f.bag, f.dir / "nowhere/bundle.tar", {}, false);
+    REQUIRE_FALSE(no_parent.ok());
+    CHECK(no_parent.error().message.find("nowhere: directory does not exist") != std::string::npos);
+    auto slash = unpack_archive(f.dir / "missing.tar", f.dir / "out/", {}, false);
+    REQUIRE_FALSE(slash.ok());
+}
+
+TEST_CASE("fetch.txt and unchecked manifests are refused even when signed", "[bundle][bag][verify]") {
+    for (const char* name : {"fetch.txt", "manifest-md5.txt"}) {
+        BundleFixture f;
+        f.create({"alice"});
+        std::string extra = std::string("http://10.0.0.1/x - data/x\n");
+        write_file(f.bag / name, extra);
+        std::string tm = read_file(f.bag / "tagmanifest-sha256.txt") + to_hex(sha256(extra)) + "  " + name + "\n";
+        fs::remove(f.bag / "tagmanifest-sha256.txt");
+        write_file(f.bag / "tagmanifest-sha256.txt", tm);
+        fs::remove_all(f.bag / "signatures");
+        REQUIRE(sign_bag(f.bag, f.keys / "alice.key").ok() == false);  // sign refuses it as well
+        VerifyOptions fixity_only;
+        auto r = verify_bundle(f.bag, fixity_only);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().message.find(name) != std::string::npos);
+    }
+}

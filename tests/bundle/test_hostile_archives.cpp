@@ -377,14 +377,21 @@ TEST_CASE("unpack enforces the entry, total and per-file limits", "[bundle][host
     TempDir tmp;
     Limits limits;
     SECTION("more entries than max_entries") {
-        limits.max_entries = 3;
+        limits.max_entries = 4;  // files and directories, implied ones included: data/ + 3 files
         write_tar(tmp / "ok.tar", {regular("data/1", "1"), regular("data/2", "2"), regular("data/3", "3")});
         auto r = unpack_archive(tmp / "ok.tar", tmp / "ok", limits);
         REQUIRE(r.ok());  // exactly at the limit
         CHECK(r->files == 3);
         write_tar(tmp / "a.tar",
                   {regular("data/1", "1"), regular("data/2", "2"), regular("data/3", "3"), regular("data/4", "4")});
-        expect_unpack_refused(tmp / "a.tar", tmp / "out", "data/4", "more than 3 entries", limits);
+        expect_unpack_refused(tmp / "a.tar", tmp / "out", "data/4", "more than 4", limits);
+    }
+    SECTION("deep paths: implied directories count against max_entries") {
+        limits.max_entries = 50;
+        std::string deep = "data";
+        for (int i = 0; i < 60; ++i) deep += "/d";
+        write_tar(tmp / "deep.tar", {regular(deep + "/f", "x")});
+        expect_unpack_refused(tmp / "deep.tar", tmp / "out", deep + "/f", "more than 50", limits);
     }
     SECTION("more bytes than max_total_bytes") {
         limits.max_total_bytes = 1000;

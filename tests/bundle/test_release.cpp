@@ -113,3 +113,19 @@ TEST_CASE("untrusted release.json is refused with the field named", "[bundle][re
     refused(j.dump(), "artifacts");
     refused(std::string(2 << 20, ' '), "larger than 1 MiB");
 }
+
+TEST_CASE("answers may not carry control characters", "[bundle][release]") {
+    Release r = sample();
+    r.changes = "line one\nline two\twith a tab";
+    CHECK(validate_release(r).ok());
+    r.changes = "ok\x1b]0;owned\a";
+    REQUIRE_FALSE(validate_release(r).ok());
+    CHECK(validate_release(r).error().message.find("changes contains a control character") != std::string::npos);
+    r = sample();
+    r.approved_by = "board\nSD_INFO event=approved";
+    REQUIRE_FALSE(validate_release(r).ok());
+    CHECK(validate_release(r).error().message.find("approved_by") != std::string::npos);
+    r = sample();
+    r.reason = "C1 \xc2\x9b" "2J";
+    CHECK_FALSE(validate_release(r).ok());
+}

@@ -147,6 +147,12 @@ expect_refusal "compressed archives are refused" "not a tar archive" "$SLUICE" b
 expect_refusal "unpack limits are enforced" "over the per-file limit" \
     "$SLUICE" bundle unpack a.tar --out limited --max-file-bytes 1M
 
+truncate -s 64G sparse-src && mkdir -p sparse-dir && mv sparse-src sparse-dir/data.bin
+tar --sparse --format=pax -cf sparse.tar -C sparse-dir data.bin
+expect_refusal "a sparse entry is refused before anything is written" "sparse file" \
+    "$SLUICE" bundle unpack sparse.tar --out sparse-out
+check "nothing of the sparse archive is left" test ! -e sparse-out
+
 rc=0; "$SLUICE" bundle create release --out x >/dev/null 2>&1 || rc=$?
 check "a missing required flag is a usage error (exit 2)" test "$rc" -eq 2
 check "--version prints the version" sh -c "'$SLUICE' --version | grep -q '^sluice [0-9]'"

@@ -18,7 +18,8 @@
 //   BAGDIR | FILE.tar ──verify──► report | error naming the file or signature
 //
 // Every operation streams file contents through a fixed buffer, so memory does
-// not grow with bundle size. Outputs are written beside their final name and
+// not grow with file sizes (it grows with the number of files: the manifest is
+// held in memory). Outputs are written beside their final name and
 // renamed into place: no partial bag, archive or extraction is ever visible.
 
 #include <cstdint>
@@ -45,7 +46,7 @@ inline constexpr std::string_view kPayloadDir = "data";
 
 /// Bounds applied to untrusted bags and archives.
 struct Limits {
-    std::uint64_t max_entries = 1'000'000;              ///< files (and directories) in a bag or archive
+    std::uint64_t max_entries = 1'000'000;              ///< files and directories (implied ones too) in an archive
     std::uint64_t max_total_bytes = 4ULL << 40;         ///< payload bytes, 4 TiB
     std::uint64_t max_file_bytes = 1ULL << 40;          ///< one file, 1 TiB
     std::size_t max_path_bytes = 4096;                  ///< one path
