@@ -183,12 +183,7 @@ TEST_CASE("verification failures name the file or signature at fault", "[bundle]
 
 TEST_CASE("create refuses bad input and leaves nothing behind", "[bundle][bag]") {
     BundleFixture f;
-    CreateOptions options;
-    options.source = f.src;
-    options.out = f.bag;
-    options.release = f.release;
-    options.sync = false;
-    options.signing_keys = {f.keys / "alice.key"};
+    CreateOptions options = f.create_options();
 
     auto expect_fail = [&](const std::string& needle) {
         auto r = create_bag(options);
@@ -282,12 +277,7 @@ TEST_CASE("create refuses a release description that verify would refuse", "[bun
     nlohmann::json* at = &deep;
     for (int i = 0; i < 40; ++i) at = &((*at)["x"] = nlohmann::json::object());
     f.release.artifacts = deep;
-    CreateOptions options;
-    options.source = f.src;
-    options.out = f.bag;
-    options.release = f.release;
-    options.sync = false;
-    options.signing_keys = {f.keys / "alice.key"};
+    CreateOptions options = f.create_options();
     auto r = create_bag(options);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message.find("nests deeper than 32") != std::string::npos);

@@ -1,22 +1,15 @@
 #include <catch2/catch.hpp>
 
 #include "sluice/bundle/release.hpp"
+#include "support/bundle_fixture.hpp"
 
 using namespace sluice::bundle;
 
 namespace {
 
 Release sample() {
-    Release r;
-    r.channel = "models";
-    r.version = "1.4.0";
-    r.previous_version = "1.3.2";
-    r.changes = "Retrained on the March corpus";
-    r.reason = "Eval accuracy +2.1 points";
+    Release r = sluice::test::sample_release();
     r.approved_by = "Release board (J. Doe)";
-    r.rollback_to = "1.3.2";
-    r.created_at = "2026-11-29T14:00:00Z";
-    r.created_by = "ci-release";
     r.artifacts = {{"weights", "data/weights/model.safetensors"}, {"images", {"sha256:abc"}}};
     return r;
 }

@@ -6,6 +6,20 @@ namespace sluice::test {
 namespace fs = std::filesystem;
 using namespace sluice::bundle;
 
+Release sample_release() {
+    Release r;
+    r.channel = "models";
+    r.version = "1.4.0";
+    r.previous_version = "1.3.2";
+    r.changes = "Retrained on the March corpus";
+    r.reason = "Eval accuracy +2.1 points";
+    r.approved_by = "Release board";
+    r.rollback_to = "1.3.2";
+    r.created_at = "2026-11-29T14:00:00Z";
+    r.created_by = "ci-release";
+    return r;
+}
+
 BundleFixture::BundleFixture() {
     for (const char* name : {"alice", "bob", "carol", "mallory"}) {
         REQUIRE(generate_key_pair(keys, name).ok());
@@ -24,25 +38,21 @@ BundleFixture::BundleFixture() {
     write_file(src / "eval" / "report.json", "{\"accuracy\": 0.91}\n");
     write_file(src / "empty.txt", "");
 
-    release.channel = "models";
-    release.version = "1.4.0";
-    release.previous_version = "1.3.2";
-    release.changes = "Retrained on the March corpus";
-    release.reason = "Eval accuracy +2.1 points";
-    release.approved_by = "Release board";
-    release.rollback_to = "1.3.2";
-    release.created_at = "2026-11-29T14:00:00Z";
-    release.created_by = "ci-release";
+    release = sample_release();
 }
 
-std::string BundleFixture::create(std::initializer_list<std::string> signers) {
+CreateOptions BundleFixture::create_options(std::initializer_list<std::string> signers) const {
     CreateOptions options;
     options.source = src;
     options.out = bag;
     options.release = release;
     options.sync = false;
     for (const auto& s : signers) options.signing_keys.push_back(keys / (s + ".key"));
-    auto id = create_bag(options);
+    return options;
+}
+
+std::string BundleFixture::create(std::initializer_list<std::string> signers) {
+    auto id = create_bag(create_options(signers));
     INFO((id.ok() ? std::string() : id.error().message));
     REQUIRE(id.ok());
     return *id;

@@ -9,6 +9,9 @@
 
 namespace sluice::test {
 
+/// A complete, valid release description (channel models, version 1.4.0).
+bundle::Release sample_release();
+
 struct BundleFixture {
     TempDir dir;
     std::filesystem::path src = dir / "src";
@@ -21,6 +24,8 @@ struct BundleFixture {
 
     /// The release used by create(); tests may tweak it first.
     bundle::Release release;
+    /// CreateOptions for `src` → `bag` with `release`, signed by the named keys, no fsync.
+    bundle::CreateOptions create_options(std::initializer_list<std::string> signers = {"alice"}) const;
     /// Creates `bag` from `src` signed by the named keys; returns the bundle id.
     std::string create(std::initializer_list<std::string> signers = {"alice"});
     sluice::Result<bundle::VerifyReport> verify(const std::filesystem::path& path, unsigned min_signers = 1) const;
