@@ -94,7 +94,9 @@ struct LimitFlags {
     std::string max_file_bytes;
 
     void add(CLI::App* cmd) {
-        cmd->add_option("--max-entries", max_entries, "Refuse archives with more entries (default 1000000)");
+        cmd->add_option("--max-entries", max_entries,
+                        "Refuse archives with more files and directories (default 1000000)")
+            ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1000000000}));
         cmd->add_option("--max-bytes", max_bytes, "Refuse more payload bytes in total (default 4T)");
         cmd->add_option("--max-file-bytes", max_file_bytes, "Refuse a larger single file (default 1T)");
     }
@@ -155,7 +157,8 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
         cmd->add_option("--created-by", o->created_by, "Creator (default: the current user)");
         cmd->add_option("--artifacts", o->artifacts, "JSON file with a free-form object describing the payload");
         cmd->add_option("--sign", o->keys, "Private key to sign with (repeat for several signers)")->required();
-        cmd->add_option("--threads", o->threads, "Hashing threads (default: one per CPU)");
+        cmd->add_option("--threads", o->threads, "Hashing threads, 1-64 (default: one per CPU, at most 8)")
+            ->check(CLI::Range(1U, 64U));
         cmd->add_flag("--sync", o->sync, "Wait until the bag is on disk before returning (see docs/cli.md)");
         cmd->callback([o, &exit_code] {
             b::CreateOptions c;
@@ -229,7 +232,8 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
         cmd->add_option("--trust", o->trust, "Directory of trusted public keys (*.pub)")->required();
         cmd->add_option("--min-signers", o->min_signers, "Distinct trusted keys that must have signed (default 1)")
             ->check(CLI::Range(1U, 64U));
-        cmd->add_option("--threads", o->threads, "Hashing threads (default: one per CPU)");
+        cmd->add_option("--threads", o->threads, "Hashing threads, 1-64 (default: one per CPU, at most 8)")
+            ->check(CLI::Range(1U, 64U));
         cmd->add_flag("--json", o->json, "Print the verification report as JSON");
         o->limits.add(cmd);
         cmd->callback([o, &exit_code] {

@@ -49,7 +49,7 @@ struct Limits {
     std::uint64_t max_entries = 1'000'000;              ///< files and directories (implied ones too) in an archive
     std::uint64_t max_total_bytes = 4ULL << 40;         ///< payload bytes, 4 TiB
     std::uint64_t max_file_bytes = 1ULL << 40;          ///< one file, 1 TiB
-    std::size_t max_path_bytes = 4096;                  ///< one path
+    std::size_t max_path_bytes = kMaxPathBytes;         ///< one path (1024 bytes)
     std::size_t max_tag_file_bytes = 256ULL << 20;      ///< one tag file (manifests of ~1 M files fit)
     std::size_t max_signatures = 64;
 };

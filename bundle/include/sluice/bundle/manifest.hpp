@@ -16,6 +16,10 @@
 
 namespace sluice::bundle {
 
+/// Longest path in a bundle. Well under PATH_MAX (4096), so that the bag can
+/// live below any reasonable directory and every path still resolves.
+inline constexpr std::size_t kMaxPathBytes = 1024;
+
 struct ManifestEntry {
     std::string path;  ///< decoded, relative to the bag root ("data/weights/a.bin")
     Sha256Digest digest;
@@ -23,7 +27,7 @@ struct ManifestEntry {
 
 struct ManifestLimits {
     std::size_t max_entries = 1'000'000;
-    std::size_t max_path_bytes = 4096;
+    std::size_t max_path_bytes = kMaxPathBytes;
 };
 
 /// Lines of "<64 hex>  <path>"; LF, CRLF or CR endings. Refuses duplicates,
@@ -40,7 +44,7 @@ struct ManifestLimits {
 /// A path that is safe to create below a fresh directory: relative, UTF-8,
 /// no empty, "." or ".." components, no NUL or control characters, each
 /// component ≤ 255 bytes, the whole ≤ max_bytes.
-[[nodiscard]] Result<void> check_relative_path(std::string_view path, std::size_t max_bytes = 4096);
+[[nodiscard]] Result<void> check_relative_path(std::string_view path, std::size_t max_bytes = kMaxPathBytes);
 
 /// bag-info.txt: ordered (label, value) pairs; continuation lines folded with one space.
 using BagInfo = std::vector<std::pair<std::string, std::string>>;
