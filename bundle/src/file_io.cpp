@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -65,6 +67,29 @@ Result<void> rename_into_place(const fs::path& from, const fs::path& to, bool sy
     if (!sync) return {};
     fs::path parent = to.parent_path();
     return fsync_path(parent.empty() ? fs::path(".") : parent);
+}
+
+/// Removes staging entries for `final_path` left by a process that no longer
+/// exists (killed, or the machine lost power). Entries of live processes, and
+/// anything whose name does not parse, are left alone.
+void remove_stale_staging(const fs::path& final_path) {
+    fs::path parent = final_path.parent_path();
+    if (parent.empty()) parent = ".";
+    const std::string prefix = "." + final_path.filename().string() + ".partial-";
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(parent, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        if (name.rfind(prefix, 0) != 0) continue;
+        std::string rest = name.substr(prefix.size());
+        std::size_t dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos) continue;
+        char* end = nullptr;
+        long pid = std::strtol(rest.c_str(), &end, 10);
+        if (end != rest.c_str() + dash || pid <= 0) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+        std::error_code rm;
+        fs::remove_all(it->path(), rm);
+    }
 }
 
 fs::path staging_name(const fs::path& final_path) {
@@ -220,6 +245,7 @@ Result<void> rename_no_replace(const fs::path& from, const fs::path& to) {
 
 Result<StagingDir> StagingDir::create_beside(const fs::path& final_path) {
     if (auto ok = refuse_existing(final_path); !ok) return ok.error();
+    remove_stale_staging(final_path);
     fs::path staging = staging_name(final_path);
     if (::mkdir(staging.c_str(), 0755) != 0) return io_error("cannot create staging directory", staging, errno);
     return StagingDir(staging, final_path);
@@ -253,6 +279,7 @@ Result<void> StagingDir::commit(bool sync) {
 
 Result<StagingFile> StagingFile::create_beside(const fs::path& final_path) {
     if (auto ok = refuse_existing(final_path); !ok) return ok.error();
+    remove_stale_staging(final_path);
     fs::path staging = staging_name(final_path);
     Fd fd(::open(staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", staging, errno);

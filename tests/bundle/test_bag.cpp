@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/bundle_fixture.hpp"
 
@@ -333,4 +335,21 @@ TEST_CASE("fetch.txt and unchecked manifests are refused even when signed", "[bu
         REQUIRE_FALSE(r.ok());
         CHECK(r.error().message.find(name) != std::string::npos);
     }
+}
+
+TEST_CASE("staging left by a killed process is cleaned up, a live one's is not", "[bundle][bag]") {
+    BundleFixture f;
+    pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    REQUIRE(child > 0);
+    REQUIRE(::waitpid(child, nullptr, 0) == child);  // now a pid with no process
+    fs::path dead = f.dir / (".bag.partial-" + std::to_string(child) + "-0-1");
+    fs::path live = f.dir / (".bag.partial-" + std::to_string(::getpid()) + "-999-1");
+    fs::create_directories(dead / "data");
+    write_file(dead / "data/half-written.bin", "xx");
+    fs::create_directories(live);
+    f.create({"alice"});
+    CHECK_FALSE(fs::exists(dead));
+    CHECK(fs::exists(live));
+    CHECK(f.verify(f.bag).ok());
 }
