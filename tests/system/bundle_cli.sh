@@ -5,6 +5,7 @@
 set -euo pipefail
 
 SLUICE=$(realpath "${1:?usage: bundle_cli.sh path/to/sluice}")
+BAGIT_VALIDATE=$(cd "$(dirname "$0")" && pwd)/bagit_validate.py
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-system-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -53,6 +54,7 @@ create() {
 # ---- create: a BagIt bag, checked with independent tools -----------------------
 id=$(create bag --sign keys/alice.key --sign keys/bob.key | tail -n 1)
 check "bundle id is the SHA-256 of tagmanifest-sha256.txt" test "$id" = "$(sha256sum bag/tagmanifest-sha256.txt | cut -d' ' -f1)"
+check "an independent RFC 8493 validator accepts the bag" python3 "$BAGIT_VALIDATE" bag
 check "sha256sum -c manifest-sha256.txt" sh -c 'cd bag && sha256sum --quiet -c manifest-sha256.txt'
 check "sha256sum -c tagmanifest-sha256.txt" sh -c 'cd bag && sha256sum --quiet -c tagmanifest-sha256.txt'
 check "bagit.txt declares BagIt 1.0 in UTF-8" test "$(cat bag/bagit.txt)" = "$(printf 'BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8')"
@@ -121,6 +123,7 @@ rm trust/mallory.pub
 # ---- refusals -------------------------------------------------------------------------
 cp -r bag tampered
 printf 'X' | dd of=tampered/data/weights/model.safetensors bs=1 seek=4242 conv=notrunc 2>/dev/null
+check "the independent validator rejects the tampered bag too" sh -c "! python3 '$BAGIT_VALIDATE' tampered"
 expect_refusal "a flipped payload byte is named" "data/weights/model.safetensors: SHA-256 mismatch" \
     "$SLUICE" bundle verify tampered --trust trust
 expect_refusal "an untrusted signer is named" "signatures/mallory.sig" "$SLUICE" bundle verify bag2 --trust trust
