@@ -64,7 +64,12 @@ Result<void> read_bag_tags(const fs::path& bag_dir, BagCheck& check, const Limit
     std::error_code ec;
     if (!fs::is_directory(bag_dir, ec)) return fail(bag_dir.string() + ": not a directory");
     std::vector<fs::directory_entry> entries;
+    constexpr std::size_t kMaxRootEntries = 256;  // a bag root holds about six
     for (auto it = fs::directory_iterator(bag_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        if (entries.size() == kMaxRootEntries) {
+            return fail(bag_dir.string() + ": more than " + std::to_string(kMaxRootEntries) +
+                        " entries in the bag root (this is not a bag)");
+        }
         entries.push_back(*it);
     }
     if (ec) return fail(bag_dir.string() + ": cannot list: " + ec.message());
