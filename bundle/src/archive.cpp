@@ -311,8 +311,6 @@ bool is_payload(const std::string& path) {
            path[kPayloadDir.size()] == '/';
 }
 
-bool is_signature(const std::string& path) { return path.rfind(std::string(kSignaturesDir) + "/", 0) == 0; }
-
 /// Reads tag entries into `check` until the first payload entry (returned) or the end.
 Result<std::optional<Entry>> read_archive_tags(TarReader& reader, BagCheck& check, EntryTree& tree,
                                                const Limits& limits) {
@@ -333,7 +331,7 @@ Result<std::optional<Entry>> read_archive_tags(TarReader& reader, BagCheck& chec
         if (!detail::is_tag_path(e.path)) {
             return fail(entry_ref(e) + ": unexpected file outside data/ (no signature covers it)");
         }
-        auto bytes = reader.read_small(e, is_signature(e.path) ? kSignatureFileLimit : limits.max_tag_file_bytes);
+        auto bytes = reader.read_small(e, detail::is_signature_path(e.path) ? kSignatureFileLimit : limits.max_tag_file_bytes);
         if (!bytes) return bytes.error();
         if (auto ok = check.add_tag_file(e.path, std::move(*bytes)); !ok) return ok.error();
     }
@@ -395,7 +393,7 @@ int tag_rank(const std::string& path) {
     if (path == kManifest) return 2;
     if (path == kReleaseJson) return 3;
     if (path == kTagManifest) return 5;
-    if (is_signature(path)) return 6;
+    if (detail::is_signature_path(path)) return 6;
     return 4;
 }
 
@@ -597,7 +595,7 @@ Result<BundleSummary> inspect_bundle(const fs::path& path, const Limits& limits)
         }
     }
     for (const auto& [p, bytes] : tags) {
-        if (is_signature(p)) summary.signature_files.push_back(p);
+        if (detail::is_signature_path(p)) summary.signature_files.push_back(p);
     }
     if (summary.bundle_id.empty() && !tags.count(std::string(kBagitTxt))) {
         return fail(path.string() + ": not a bundle (no bagit.txt or tagmanifest-sha256.txt)");

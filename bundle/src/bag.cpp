@@ -308,7 +308,7 @@ Result<std::string> sign_bag(const fs::path& bag_dir, const fs::path& key_path, 
     }
     const std::string& tagmanifest = check.tag_files().at(std::string(kTagManifest));
     for (const auto& [path, bytes] : check.tag_files()) {
-        if (path.rfind(std::string(kSignaturesDir) + "/", 0) != 0) continue;
+        if (!detail::is_signature_path(path)) continue;
         auto der = base64_decode(bytes);
         if (der && verify_message(*key, tagmanifest, *der)) {
             return fail(path + ": this key has already signed the bag; a second signature by one key counts once");

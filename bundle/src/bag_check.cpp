@@ -14,6 +14,11 @@ std::string sig_prefix() { return std::string(kSignaturesDir) + "/"; }
 
 }  // namespace
 
+bool is_signature_path(std::string_view path) {
+    return path.size() > kSignaturesDir.size() && path.substr(0, kSignaturesDir.size()) == kSignaturesDir &&
+           path[kSignaturesDir.size()] == '/';
+}
+
 bool is_tag_path(std::string_view path) {
     // "data" and "signatures" name directories of every bag: never tag files.
     if (path == kPayloadDir || path == kSignaturesDir) return false;
@@ -25,7 +30,7 @@ bool is_tag_path(std::string_view path) {
 
 Result<void> BagCheck::add_tag_file(const std::string& path, std::string bytes) {
     if (!is_tag_path(path)) return fail(path + ": not a place for a tag file");
-    bool signature = path.rfind(sig_prefix(), 0) == 0;
+    bool signature = is_signature_path(path);
     std::size_t limit = signature ? kMaxSignatureFileBytes : limits_.max_tag_file_bytes;
     if (bytes.size() > limit) return fail(path + ": larger than the " + std::to_string(limit) + "-byte limit");
     tag_bytes_ += bytes.size();
@@ -50,7 +55,7 @@ Result<void> BagCheck::check_tags(const TrustStore* trust, unsigned min_signers)
     if (!tag_entries) return tag_entries.error().within("tagmanifest-sha256.txt");
     std::set<std::string> listed;
     for (const auto& e : *tag_entries) {
-        if (e.path == kTagManifest || e.path.rfind(sig_prefix(), 0) == 0 || !is_tag_path(e.path)) {
+        if (e.path == kTagManifest || is_signature_path(e.path) || !is_tag_path(e.path)) {
             return fail("tagmanifest-sha256.txt: must not list '" + e.path + "'");
         }
         auto it = tags_.find(e.path);
@@ -67,7 +72,7 @@ Result<void> BagCheck::check_tags(const TrustStore* trust, unsigned min_signers)
         }
     }
     for (const auto& [path, bytes] : tags_) {
-        if (path == kTagManifest || path.rfind(sig_prefix(), 0) == 0) continue;
+        if (path == kTagManifest || is_signature_path(path)) continue;
         if (path == "fetch.txt") {
             return fail("fetch.txt: a bundle must carry its whole payload; fetching files from elsewhere is refused");
         }
@@ -128,7 +133,7 @@ Result<void> BagCheck::check_signatures(const TrustStore* trust, unsigned min_si
     std::size_t count = 0;
     std::set<std::string> distinct;
     for (const auto& [path, bytes] : tags_) {
-        if (path.rfind(sig_prefix(), 0) != 0) continue;
+        if (!is_signature_path(path)) continue;
         if (++count > limits_.max_signatures) {
             return fail(std::string(kSignaturesDir) + "/: more than " + std::to_string(limits_.max_signatures) + " signatures");
         }

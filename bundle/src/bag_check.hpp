@@ -20,6 +20,8 @@ namespace sluice::bundle::detail {
 
 /// True for names that belong in the tag area of a bag: top-level files and signatures/<x>.
 bool is_tag_path(std::string_view path);
+/// True for "signatures/…".
+bool is_signature_path(std::string_view path);
 
 class BagCheck {
 public:

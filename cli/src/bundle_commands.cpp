@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -71,23 +72,6 @@ void print_release(const b::Release& r) {
               << "created      " << r.created_at << " by " << r.created_by << '\n';
 }
 
-b::Limits limits_from(std::uint64_t max_entries, const std::string& max_bytes, const std::string& max_file_bytes,
-                      Error* error) {
-    b::Limits limits;
-    if (max_entries != 0) limits.max_entries = max_entries;
-    if (!max_bytes.empty()) {
-        auto v = parse_size(max_bytes);
-        if (!v) *error = v.error().within("--max-bytes");
-        else limits.max_total_bytes = *v;
-    }
-    if (!max_file_bytes.empty()) {
-        auto v = parse_size(max_file_bytes);
-        if (!v) *error = v.error().within("--max-file-bytes");
-        else limits.max_file_bytes = *v;
-    }
-    return limits;
-}
-
 struct LimitFlags {
     std::uint64_t max_entries = 0;
     std::string max_bytes;
@@ -101,9 +85,15 @@ struct LimitFlags {
         cmd->add_option("--max-file-bytes", max_file_bytes, "Refuse a larger single file (default 1T)");
     }
     Result<b::Limits> get() const {
-        Error error;
-        auto limits = limits_from(max_entries, max_bytes, max_file_bytes, &error);
-        if (!error.message.empty()) return error;
+        b::Limits limits;
+        if (max_entries != 0) limits.max_entries = max_entries;
+        for (auto [text, flag, out] : {std::tuple{&max_bytes, "--max-bytes", &limits.max_total_bytes},
+                                       std::tuple{&max_file_bytes, "--max-file-bytes", &limits.max_file_bytes}}) {
+            if (text->empty()) continue;
+            auto v = parse_size(*text);
+            if (!v) return v.error().within(flag);
+            *out = *v;
+        }
         return limits;
     }
 };
