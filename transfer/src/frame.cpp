@@ -8,35 +8,15 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "wire.hpp"
+
 namespace sluice::transfer {
 namespace {
 
+using namespace wire;
+
 constexpr std::uint8_t kFlagMac = 0x01;
 constexpr std::size_t kChecksumOffset = 32;
-
-void put_u16(std::byte* p, std::uint16_t v) {
-    p[0] = std::byte(v >> 8);
-    p[1] = std::byte(v & 0xff);
-}
-void put_u32(std::byte* p, std::uint32_t v) {
-    for (int i = 3; i >= 0; --i, v >>= 8) p[i] = std::byte(v & 0xff);
-}
-void put_u64(std::byte* p, std::uint64_t v) {
-    for (int i = 7; i >= 0; --i, v >>= 8) p[i] = std::byte(v & 0xff);
-}
-std::uint16_t get_u16(const std::byte* p) {
-    return static_cast<std::uint16_t>((std::to_integer<unsigned>(p[0]) << 8) | std::to_integer<unsigned>(p[1]));
-}
-std::uint32_t get_u32(const std::byte* p) {
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v = (v << 8) | std::to_integer<std::uint32_t>(p[i]);
-    return v;
-}
-std::uint64_t get_u64(const std::byte* p) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
-    return v;
-}
 
 /// XXH3-64 over the frame with the checksum field read as zero.
 std::uint64_t frame_checksum(std::span<const std::byte> frame) {

@@ -1,0 +1,100 @@
+#pragma once
+// Encoder: one pass of one archive, as frames.
+//
+//   archive ──read D blocks──► [blk g·D … g·D+D-1]  (K symbols each, last block zero-padded)
+//                                   │ BlockCodec: M parity symbols per block
+//                                   ▼
+//   metadata, then for symbol s = 0 … K+M-1: for each block of the group: frame(block, s)
+//
+// Interleaving sends symbol s of every block of a group before symbol s+1, so a
+// burst of L lost datagrams costs each block about L/D symbols instead of one
+// block L. Metadata frames lead the pass (three copies) and every group, and
+// one closes it. Memory: one group, D × (K+M) × symbol bytes.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "sluice/core/result.hpp"
+#include "sluice/transfer/block_codec.hpp"
+#include "sluice/transfer/frame.hpp"
+#include "sluice/transfer/metadata.hpp"
+
+namespace sluice::transfer {
+
+/// Reads archive bytes at `offset` into `out`; returns how many were read
+/// (fewer only at the end of the archive).
+using ArchiveReader = std::function<Result<std::size_t>(std::uint64_t offset, std::span<std::byte> out)>;
+
+/// Frames laid out back to back in one buffer, ready for sendmmsg / GSO.
+class FrameBatch {
+public:
+    FrameBatch(std::size_t max_frames, std::size_t max_frame_bytes);
+
+    void clear();
+    [[nodiscard]] bool full() const { return frames_.size() == max_frames_; }
+    [[nodiscard]] bool empty() const { return frames_.empty(); }
+    [[nodiscard]] std::size_t size() const { return frames_.size(); }
+    /// Space for one more frame; call commit() with its length. Requires !full().
+    [[nodiscard]] std::span<std::byte> next_slot();
+    void commit(std::size_t frame_bytes);
+    [[nodiscard]] std::span<const std::span<const std::byte>> frames() const { return frames_; }
+
+private:
+    std::size_t max_frames_;
+    std::size_t slot_bytes_;
+    std::vector<std::byte> storage_;
+    std::vector<std::span<const std::byte>> frames_;
+};
+
+class Encoder {
+public:
+    /// `info` must validate; `key` may be null (no MAC) and must outlive the encoder.
+    /// Throws std::invalid_argument on an invalid info (a programming error: the
+    /// sender builds it from a verified archive).
+    Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfer, ArchiveReader reader, LinkKey* key);
+
+    /// Appends frames until the batch is full or the pass is over.
+    /// Returns true while frames remain; an error when the archive cannot be read
+    /// (it shrank, or an I/O error).
+    [[nodiscard]] Result<bool> fill(FrameBatch& batch);
+
+    [[nodiscard]] const TransferInfo& info() const { return info_; }
+    /// Frames the whole pass consists of, and those emitted so far.
+    [[nodiscard]] std::uint64_t frames_total() const { return frames_total_; }
+    [[nodiscard]] std::uint64_t frames_emitted() const { return frames_emitted_; }
+    /// Largest frame this encoder produces (symbol frames).
+    [[nodiscard]] std::size_t max_frame_bytes() const;
+
+private:
+    Result<void> load_group();
+    void emit(FrameBatch& batch, FrameType type, std::uint32_t block, std::uint16_t symbol,
+              std::span<const std::byte> payload);
+
+    TransferInfo info_;
+    std::uint64_t session_;
+    std::uint64_t transfer_;
+    ArchiveReader reader_;
+    LinkKey* key_;
+    BlockCodec codec_;
+    std::vector<std::byte> metadata_;
+
+    std::uint64_t blocks_;
+    std::uint64_t groups_;
+    std::uint64_t group_ = 0;          // current group
+    unsigned group_blocks_ = 0;        // blocks in the current group (≤ D)
+    unsigned symbol_ = 0;              // next symbol index within the group
+    unsigned block_in_group_ = 0;      // next block within the group
+    unsigned leading_metadata_ = 3;    // copies still to send before the first symbol
+    bool group_loaded_ = false;
+    bool group_metadata_sent_ = false;
+    bool closing_metadata_sent_ = false;
+    std::vector<std::byte> symbols_;   // D blocks × (K+M) symbols
+
+    std::uint64_t frames_total_ = 0;
+    std::uint64_t frames_emitted_ = 0;
+};
+
+}  // namespace sluice::transfer
