@@ -10,6 +10,7 @@
 
 #include "lossy_link.hpp"
 #include "sluice/transfer/encoder.hpp"
+#include "sluice/transfer/link_monitor.hpp"
 #include "sluice/transfer/reassembler.hpp"
 #include "support/temp_dir.hpp"
 
@@ -493,4 +494,41 @@ TEST_CASE("a corrupted staging file is caught by the archive SHA-256 and discard
     events = rx.drain();
     REQUIRE(events.back().kind == Event::Kind::assembled);
     REQUIRE(store.finalize(key, info));
+}
+
+TEST_CASE("the link monitor reports dead links, lost heartbeats, restarts and missed transfers", "[transfer][link]") {
+    LinkMonitor mon(std::chrono::milliseconds(5000));
+    TimePoint t{};
+    auto kinds = [&] {
+        std::vector<LinkAlarm::Kind> out;
+        for (auto& a : mon.drain()) out.push_back(a.kind);
+        return out;
+    };
+    Heartbeat hb;
+    hb.sequence = 1;
+    mon.on_heartbeat(1, hb, t);
+    CHECK(kinds() == std::vector{LinkAlarm::Kind::link_up});
+    hb.sequence = 4;
+    mon.on_heartbeat(1, hb, t += std::chrono::seconds(1));
+    auto alarms = mon.drain();
+    REQUIRE(alarms.size() == 1);
+    CHECK(alarms[0].kind == LinkAlarm::Kind::heartbeats_lost);
+    CHECK(alarms[0].count == 2);
+    mon.on_tick(t += std::chrono::seconds(4));
+    CHECK(kinds().empty());
+    mon.on_tick(t += std::chrono::seconds(1));
+    CHECK(kinds() == std::vector{LinkAlarm::Kind::link_dead});
+    mon.on_transfer_seen(2, 10);
+    hb.sequence = 1;
+    hb.recent = {RecentTransfer{10, {}, 100, 1, 2}, RecentTransfer{11, {}, 100, 1, 2}, RecentTransfer{12, {}, 100, 0, 2}};
+    mon.on_heartbeat(2, hb, t += std::chrono::seconds(1));
+    alarms = mon.drain();
+    REQUIRE(alarms.size() == 3);
+    CHECK(alarms[0].kind == LinkAlarm::Kind::link_up);
+    CHECK(alarms[1].kind == LinkAlarm::Kind::sender_restarted);
+    CHECK(alarms[2].kind == LinkAlarm::Kind::transfer_missed);
+    CHECK(alarms[2].transfer == 11);  // 10 was seen, 12 has not finished a pass yet
+    mon.on_heartbeat(2, hb, t += std::chrono::seconds(1));
+    CHECK(kinds().empty());  // reported once
+    CHECK(mon.state().transfers_missed == 1);
 }

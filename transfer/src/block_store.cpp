@@ -230,7 +230,7 @@ Result<BlockStore::Opened> FileBlockStore::open(const std::string& key, const Tr
     fs::create_directories(dir, ec);
     if (ec) return fail("cannot create " + dir.string() + ": " + ec.message());
     fs::path part = dir / "archive.part";
-    int fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) return fail("cannot open " + part.string() + ": " + errno_text(errno));
     auto file = std::make_shared<File>(fd);
     struct stat st {};
