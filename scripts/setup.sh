@@ -11,8 +11,9 @@ packages=(
     build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
     # libraries
     libssl-dev libarchive-dev nlohmann-json3-dev libcli11-dev catch2 libisal-dev libxxhash-dev
+    libboost-dev libtomlplusplus-dev libsystemd-dev
     # tools the tests, demo and benchmarks call
-    openssl coreutils time xxd python3
+    openssl coreutils time xxd python3 iperf3 udpcast nftables iproute2
 )
 
 as_root() {
