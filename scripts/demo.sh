@@ -2,11 +2,19 @@
 # A guided tour of what Sluice does today: a release engineer packages a model
 # release as a signed bundle; anyone verifies it offline; it is packed for
 # transfer, unpacked on the other side, verified again; a tampered copy is
-# refused. Run scripts/setup.sh first (the README's first command does both).
+# refused; then both daemons run on loopback and the bundle crosses the
+# one-way UDP link. Run scripts/setup.sh first (the README's first command does both).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sluice=${SLUICE:-$root/build/cli/sluice}
-[ -x "$sluice" ] || { echo "demo: $sluice not found; run scripts/setup.sh first" >&2; exit 1; }
+sender_bin=$root/build/daemon/sluice-sender
+receiver_bin=$root/build/daemon/sluice-receiver
+for bin in "$sluice" "$sender_bin" "$receiver_bin"; do
+    [ -x "$bin" ] || { echo "demo: $bin not found; run scripts/setup.sh first" >&2; exit 1; }
+done
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
 
 work=${DEMO_DIR:-$root/demo-work}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -60,6 +68,41 @@ cp -r bundle tampered
 printf 'X' | dd of=tampered/data/weights/model-00002.safetensors bs=1 seek=1000000 conv=notrunc 2>/dev/null
 if "$sluice" bundle verify tampered --trust trust; then echo "demo: tampering was NOT detected" >&2; exit 1; fi
 echo "  (refused, as it must be)"
+
+step "9. Across the diode: both daemons on loopback, nothing ever flows back"
+port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+head -c 32 /dev/urandom > link.key && chmod 600 link.key   # pre-shared: every frame carries an HMAC
+for side in sender receiver; do
+    {
+        echo "[$side]"
+        echo "state_dir = \"state/$side\""
+        if [ "$side" = sender ]; then echo 'spool_dir = "spool"'; echo 'passes = 2'; else echo 'incoming_dir = "incoming"'; fi
+        echo "control_socket = \"run/$side.sock\""
+        echo 'trusted_keys = ["trust/release-eng.pub", "trust/reviewer.pub"]'
+        echo 'min_signers = 2'
+        echo
+        echo '[link]'
+        echo "lanes = [\"127.0.0.1:$port\"]"
+        if [ "$side" = sender ]; then echo 'rate = "500M"'; fi
+        echo 'key_file = "link.key"'
+    } > "$side.toml"
+done
+echo "--- sender.toml"; cat sender.toml; echo "--- receiver.toml"; cat receiver.toml
+"$receiver_bin" --config receiver.toml 2> receiver.log & pids+=($!)
+"$sender_bin" --config sender.toml 2> sender.log & pids+=($!)
+for _ in $(seq 100); do [ -S run/sender.sock ] && [ -S run/receiver.sock ] && break; sleep 0.1; done
+run "$sluice" push models-1.4.0.tar --socket run/sender.sock
+id=$("$sluice" bundle inspect models-1.4.0.tar --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["bundle_id"])')
+for _ in $(seq 600); do [ -f "incoming/$id.tar" ] && break; sleep 0.1; done
+[ -f "incoming/$id.tar" ] || { echo "demo: the bundle did not arrive; see $work/receiver.log" >&2; exit 1; }
+run "$sluice" status --sender-socket run/sender.sock --receiver-socket run/receiver.sock
+cmp models-1.4.0.tar "incoming/$id.tar" && echo "  received byte-identical: incoming/$id.tar"
+run "$sluice" bundle verify "incoming/$id.tar" --trust trust --min-signers 2
+echo "  receiver log (structured lines for journald):"
+sed 's/^/    /' receiver.log
+kill -TERM "${pids[@]}"
+wait "${pids[@]}" 2>/dev/null || true
+pids=()
 
 step "Done"
 echo "Everything the demo made is in $work"

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "bundle_commands.hpp"
+#include "daemon_commands.hpp"
 #include "output.hpp"
 #include "sluice/core/version.hpp"
 
@@ -19,6 +20,7 @@ int run(int argc, char** argv) {
     int exit_code = kExitOk;
     add_keygen_command(app, exit_code);
     add_bundle_commands(app, exit_code);
+    add_daemon_commands(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -470,30 +470,37 @@ TEST_CASE("a receiver rebuilt from its persisted state finishes the job", "[tran
     CHECK(later[0].kind == Event::Kind::delivered_before);
 }
 
-TEST_CASE("a corrupted staging file is caught by the archive SHA-256 and discarded", "[transfer][persist]") {
+TEST_CASE("an archive that does not match its announced SHA-256 is discarded, not delivered", "[transfer][persist]") {
     sluice::test::TempDir dir;
     auto archive = random_archive(200'000, 17);
     auto info = info_for(archive, kSmall, 4);
+    info.archive_sha256[0] ^= std::byte{1};  // what a sender whose file changed mid-pass would announce
     FileBlockStore store(dir.path());
     Reassembler rx({}, store, nullptr);
     for (auto& f : frames_of(info, archive, 1, 1)) rx.on_datagram(f, TimePoint{});
     auto events = rx.drain();
     REQUIRE(events.back().kind == Event::Kind::assembled);
     auto key = staging_key(info);
-    {
-        std::fstream f(store.archive_path(key), std::ios::in | std::ios::out | std::ios::binary);
-        f.seekp(1000);
-        f.put('X');
-    }
     auto r = store.finalize(key, info);
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message, Catch::Contains("does not match the transfer's SHA-256"));
     CHECK_FALSE(std::filesystem::exists(dir.path() / "staging" / key));
     rx.on_finalized(key, false);
+    // The next pass starts from nothing (and is refused again for the same reason).
     for (auto& f : frames_of(info, archive, 1, 1)) rx.on_datagram(f, TimePoint{});
     events = rx.drain();
+    REQUIRE(events.front().kind == Event::Kind::started);
+    CHECK(events.front().blocks_held == 0);
     REQUIRE(events.back().kind == Event::Kind::assembled);
-    REQUIRE(store.finalize(key, info));
+    CHECK_FALSE(store.finalize(key, info));
+    // The honest description assembles and matches.
+    auto good = info_for(archive, kSmall, 4);
+    for (auto& f : frames_of(good, archive, 1, 2)) rx.on_datagram(f, TimePoint{});
+    events = rx.drain();
+    REQUIRE(events.back().kind == Event::Kind::assembled);
+    auto path = store.finalize(staging_key(good), good);
+    REQUIRE(path);
+    CHECK(sluice::test::read_file(*path) == std::string(reinterpret_cast<const char*>(archive.data()), archive.size()));
 }
 
 TEST_CASE("the link monitor reports dead links, lost heartbeats, restarts and missed transfers", "[transfer][link]") {

@@ -138,8 +138,39 @@ Result<BlockSet> decode_progress(std::span<const std::byte> bytes, const Transfe
 
 }  // namespace
 
+/// SHA-256 of the archive's contiguous prefix of held blocks, advanced by the
+/// checkpoint thread from the page cache while the transfer runs, so the
+/// end-to-end check at the end only hashes what is left.
+struct RunningDigest {
+    std::mutex mutex;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+    std::uint64_t next_block = 0;  // blocks [0, next_block) are hashed
+    bool ok = false;
+
+    RunningDigest() { ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1; }
+
+    /// Hashes archive bytes [from_block·B, to_block·B) (clamped to the archive) from `fd`.
+    Result<void> advance(int fd, const TransferInfo& info, std::uint64_t to_block, const fs::path& path) {
+        if (!ok) return fail("OpenSSL: SHA-256 unavailable");
+        std::vector<std::byte> buffer(1 << 20);
+        std::uint64_t offset = next_block * info.block_bytes();
+        const std::uint64_t end = std::min(info.archive_bytes, to_block * info.block_bytes());
+        while (offset < end) {
+            auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end - offset));
+            ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return fail("reading " + path.string() + ": " + (n < 0 ? errno_text(errno) : "unexpected end"));
+            EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n));
+            offset += static_cast<std::uint64_t>(n);
+        }
+        next_block = std::max(next_block, to_block);
+        return {};
+    }
+};
+
 struct FileBlockStore::Impl {
     fs::path root;
+    std::unordered_map<std::string, std::shared_ptr<RunningDigest>> digests;
     std::mutex mutex;
     std::unordered_map<std::string, std::shared_ptr<File>> open_files;
     std::unordered_map<std::string, TransferInfo> infos;
@@ -150,6 +181,7 @@ struct FileBlockStore::Impl {
         std::shared_ptr<File> file;
         TransferInfo info;
         BlockSet held;
+        std::shared_ptr<RunningDigest> digest;
     };
     std::deque<Job> jobs;
     bool busy = false;
@@ -194,6 +226,15 @@ struct FileBlockStore::Impl {
         fs::rename(tmp, dir(job.key) / "progress", ec);
         if (ec) return fail("renaming " + tmp.string() + ": " + ec.message());
         fsync_dir(dir(job.key));
+        if (job.digest) {
+            std::lock_guard lock(job.digest->mutex);
+            std::uint64_t to = job.digest->next_block;
+            while (to < job.held.size() && job.held.test(to)) ++to;
+            if (to > job.digest->next_block) {
+                // The digest is an optimisation: on a read error the final check rehashes.
+                if (!job.digest->advance(job.file->fd, job.info, to, dir(job.key) / "archive.part")) job.digest->ok = false;
+            }
+        }
         return {};
     }
 };
@@ -258,6 +299,7 @@ Result<BlockStore::Opened> FileBlockStore::open(const std::string& key, const Tr
         }
         out.held = BlockSet(info.blocks());
     }
+    if (!resumed || !impl_->digests.count(key)) impl_->digests[key] = std::make_shared<RunningDigest>();
     impl_->open_files[key] = std::move(file);
     impl_->infos[key] = info;
     return out;
@@ -290,7 +332,9 @@ Result<void> FileBlockStore::checkpoint(const std::string& key, const BlockSet& 
             return {};
         }
     }
-    impl_->jobs.push_back(Impl::Job{key, it->second, impl_->infos.at(key), held});
+    std::shared_ptr<RunningDigest> digest;
+    if (auto d = impl_->digests.find(key); d != impl_->digests.end()) digest = d->second;
+    impl_->jobs.push_back(Impl::Job{key, it->second, impl_->infos.at(key), held, std::move(digest)});
     impl_->wake.notify_one();
     return {};
 }
@@ -313,22 +357,31 @@ Result<fs::path> FileBlockStore::finalize(const std::string& key, const Transfer
     if (fd < 0) return fail("cannot open " + part.string() + ": " + errno_text(errno));
     File file(fd);
     if (::fdatasync(fd) != 0 && errno != EINVAL) return fail("syncing " + part.string() + ": " + errno_text(errno));
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return fail("OpenSSL: SHA-256 unavailable");
-    std::vector<std::byte> buffer(1 << 20);
-    std::uint64_t total = 0;
-    for (;;) {
-        ssize_t n = ::read(fd, buffer.data(), buffer.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return fail("reading " + part.string() + ": " + errno_text(errno));
-        if (n == 0) break;
-        EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n));
-        total += static_cast<std::uint64_t>(n);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail("cannot stat " + part.string() + ": " + errno_text(errno));
+    const auto total = static_cast<std::uint64_t>(st.st_size);
+    std::shared_ptr<RunningDigest> digest;
+    {
+        std::lock_guard lock(impl_->mutex);
+        if (auto d = impl_->digests.find(key); d != impl_->digests.end()) digest = d->second;
     }
+    if (!digest || !digest->ok) digest = std::make_shared<RunningDigest>();  // hash everything here
     Sha256 got{};
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(got.data()), &len);
+    {
+        std::lock_guard lock(digest->mutex);
+        ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (total == info.archive_bytes) {
+            if (auto ok = digest->advance(fd, info, info.blocks(), part); !ok) return ok.error();
+        }
+        unsigned len = 0;
+        EVP_DigestFinal_ex(digest->ctx.get(), reinterpret_cast<unsigned char*>(got.data()), &len);
+        digest->ok = false;  // finalized: a second finalize starts from scratch
+        digest->next_block = 0;
+    }
+    {
+        std::lock_guard lock(impl_->mutex);
+        impl_->digests.erase(key);
+    }
     if (total != info.archive_bytes || got != info.archive_sha256) {
         discard(key);
         return fail("assembled archive does not match the transfer's SHA-256 (expected " + to_hex(info.archive_sha256) +
@@ -357,6 +410,7 @@ void FileBlockStore::discard(const std::string& key) {
         impl_->infos.erase(key);
         std::erase_if(impl_->jobs, [&](const Impl::Job& j) { return j.key == key; });
         impl_->checkpoint_errors.erase(key);
+        impl_->digests.erase(key);
     }
     flush();  // a checkpoint in progress must not recreate what is removed
     std::error_code ec;

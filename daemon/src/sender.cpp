@@ -1,0 +1,726 @@
+#include "sluice/daemon/sender.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "files.hpp"
+#include "sluice/bundle/bundle.hpp"
+#include "sluice/daemon/control.hpp"
+#include "sluice/daemon/log.hpp"
+#include "sluice/daemon/metrics.hpp"
+#include "sluice/diode/endpoint.hpp"
+#include "sluice/diode/udp_sender.hpp"
+#include "sluice/transfer/encoder.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace sluice::daemon {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+constexpr std::size_t kBatchFrames = 256;
+constexpr std::size_t kRecentKept = transfer::kMaxRecentTransfers;
+
+/// One bundle in the queue, persisted as queue/<id>.json.
+struct Job {
+    std::uint64_t id = 0;
+    std::uint64_t transfer = 0;
+    std::string bundle_id;
+    fs::path archive;
+    std::uint64_t archive_bytes = 0;
+    std::string archive_sha256;
+    std::string channel;
+    std::string version;
+    bool high = false;
+    unsigned passes = 1;
+    unsigned passes_done = 0;
+    std::string submitted_by;
+    std::string submitted_at;
+    std::uint64_t order = 0;  // carousel position within the priority class
+
+    [[nodiscard]] json to_json() const {
+        return {{"id", id},
+                {"transfer", transfer},
+                {"bundle", bundle_id},
+                {"archive", archive.string()},
+                {"archive_bytes", archive_bytes},
+                {"archive_sha256", archive_sha256},
+                {"channel", channel},
+                {"version", version},
+                {"priority", high ? "high" : "normal"},
+                {"passes", passes},
+                {"passes_done", passes_done},
+                {"submitted_by", submitted_by},
+                {"submitted_at", submitted_at},
+                {"order", order}};
+    }
+    static Job from_json(const json& j) {  // throws on a malformed file (caught at load)
+        Job job;
+        job.id = j.at("id").get<std::uint64_t>();
+        job.transfer = j.at("transfer").get<std::uint64_t>();
+        job.bundle_id = j.at("bundle").get<std::string>();
+        job.archive = j.at("archive").get<std::string>();
+        job.archive_bytes = j.at("archive_bytes").get<std::uint64_t>();
+        job.archive_sha256 = j.at("archive_sha256").get<std::string>();
+        job.channel = j.at("channel").get<std::string>();
+        job.version = j.at("version").get<std::string>();
+        job.high = j.at("priority").get<std::string>() == "high";
+        job.passes = j.at("passes").get<unsigned>();
+        job.passes_done = j.at("passes_done").get<unsigned>();
+        job.submitted_by = j.at("submitted_by").get<std::string>();
+        job.submitted_at = j.at("submitted_at").get<std::string>();
+        job.order = j.at("order").get<std::uint64_t>();
+        return job;
+    }
+};
+
+struct Sent {
+    Job job;
+    std::string finished_at;
+};
+
+std::vector<diode::Endpoint> parse_lanes(const std::vector<std::string>& lanes) {
+    std::vector<diode::Endpoint> out;
+    for (const auto& lane : lanes) {
+        auto ep = diode::parse_endpoint(lane);
+        if (!ep) throw std::runtime_error("link.lanes: " + ep.error().message);
+        out.push_back(*ep);
+    }
+    return out;
+}
+
+std::optional<transfer::LinkKey> load_link_key(const std::optional<fs::path>& file) {
+    if (!file) return std::nullopt;
+    std::ifstream in(*file, std::ios::binary);
+    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw std::runtime_error("cannot read link key " + file->string());
+    return transfer::LinkKey(std::as_bytes(std::span(secret.data(), secret.size())));
+}
+
+}  // namespace
+
+struct SenderService::Impl {
+    boost::asio::io_context& io;
+    SenderConfig config;
+    std::shared_ptr<const bundle::TrustStore> trust;
+    std::uint64_t session = files::random_u64();
+    std::optional<transfer::LinkKey> link_key;
+    diode::UdpSender sender;
+    fs::path queue_dir, outbox_dir, failed_dir;
+
+    mutable std::mutex mutex;
+    std::condition_variable wake;
+    std::map<std::uint64_t, Job> jobs;
+    std::deque<Sent> recent;
+    std::uint64_t next_id = 1;
+    std::uint64_t next_order = 1;
+    bool stopping = false;
+
+    // progress of the pass being sent (send thread writes, others read)
+    std::atomic<std::uint64_t> current_job{0};
+    std::atomic<std::uint64_t> current_frames{0};
+    std::atomic<std::uint64_t> current_total{0};
+    std::atomic<std::uint64_t> passes_completed{0};
+    std::atomic<std::uint64_t> heartbeats_sent{0};
+    std::atomic<std::uint64_t> heartbeat_sequence{0};
+    std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
+
+    boost::asio::thread_pool intake_pool{1};
+    std::unique_ptr<ControlServer> control;
+    boost::asio::steady_timer tick_timer{io};
+    std::thread send_thread;
+
+    Impl(boost::asio::io_context& io_, SenderConfig cfg)
+        : io(io_),
+          config(std::move(cfg)),
+          trust(std::make_shared<bundle::TrustStore>(files::load_trust(config.trusted_keys))),
+          link_key(load_link_key(config.link.link_key_file)),
+          sender(diode::SenderOptions{parse_lanes(config.link.lanes), config.link.rate_bits_per_s, 256 * 1024, true,
+                                      4u << 20}) {
+        queue_dir = config.state_dir / "queue";
+        outbox_dir = config.state_dir / "outbox";
+        failed_dir = config.state_dir / "failed";
+        std::vector<fs::path> dirs{config.state_dir, queue_dir, outbox_dir, failed_dir, config.spool_dir};
+        dirs.push_back(config.control_socket.parent_path());
+        if (config.metrics_file) dirs.push_back(config.metrics_file->parent_path());
+        for (const auto& d : dirs) {
+            std::error_code ec;
+            fs::create_directories(d, ec);
+            if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
+        }
+        load_queue();
+    }
+
+    void load_queue() {
+        std::error_code ec;
+        for (const auto& entry : fs::directory_iterator(outbox_dir, ec)) {
+            if (entry.path().filename().string().starts_with(".intake-")) fs::remove(entry.path(), ec);
+        }
+        for (const auto& entry : fs::directory_iterator(queue_dir, ec)) {
+            if (entry.path().extension() != ".json") continue;
+            try {
+                std::ifstream in(entry.path());
+                Job job = Job::from_json(json::parse(in));
+                if (!fs::exists(job.archive)) throw std::runtime_error("its archive " + job.archive.string() + " is gone");
+                next_id = std::max(next_id, job.id + 1);
+                next_order = std::max(next_order, job.order + 1);
+                jobs.emplace(job.id, std::move(job));
+            } catch (const std::exception& e) {
+                fs::path aside = failed_dir / entry.path().filename();
+                fs::rename(entry.path(), aside, ec);
+                log_error("queue_entry_unreadable", {{"file", entry.path()}, {"error", e.what()}, {"moved_to", aside}});
+            }
+        }
+        log_info("queue_loaded", {{"jobs", jobs.size()}});
+    }
+
+    Result<void> persist(const Job& job) {
+        return files::write_durably(queue_dir / (std::to_string(job.id) + ".json"), job.to_json().dump(2) + "\n");
+    }
+
+    void forget(const Job& job) {
+        std::error_code ec;
+        fs::remove(queue_dir / (std::to_string(job.id) + ".json"), ec);
+        fs::remove(job.archive, ec);
+        files::sync_dir(queue_dir);
+    }
+
+    // ---- intake (intake thread) -------------------------------------------------
+
+    /// Copies (or packs) `source` into the outbox, verifies it, queues it.
+    Result<json> intake(const fs::path& source, bool high, const std::string& who) {
+        fs::path tmp = outbox_dir / (".intake-" + std::to_string(files::random_u64()) + ".tar");
+        struct Cleanup {
+            fs::path p;
+            ~Cleanup() {
+                std::error_code ec;
+                if (!p.empty()) fs::remove(p, ec);
+            }
+        } cleanup{tmp};
+        std::error_code ec;
+        auto st = fs::symlink_status(source, ec);
+        if (ec) return fail("cannot read " + source.string() + ": " + ec.message());
+        Result<files::Copied> digest = fail("not read");
+        if (fs::is_directory(st)) {
+            auto packed = bundle::pack_bag(source, tmp, bundle::Limits{}, true);
+            if (!packed) return packed.error().within(source.string());
+            digest = files::hash_file(tmp);
+        } else if (!fs::is_regular_file(st)) {
+            return fail(source.string() + " is neither a bundle archive nor a bag directory");
+        } else {
+            // Copy first, then verify the copy: the caller's file may change afterwards.
+            digest = files::copy_hashed(source, tmp);
+        }
+        if (!digest) return digest.error();
+        std::shared_ptr<const bundle::TrustStore> trust_now;
+        unsigned min_signers = 0;
+        {
+            std::lock_guard lock(mutex);
+            trust_now = trust;
+            min_signers = config.min_signers;
+        }
+        bundle::VerifyOptions v;
+        v.trust = trust_now.get();
+        v.min_signers = min_signers;
+        auto report = bundle::verify_archive(tmp, v);
+        if (!report) return report.error().within("refused " + source.string());
+
+        std::lock_guard lock(mutex);
+        for (auto& [id, job] : jobs) {
+            if (job.bundle_id != report->bundle_id) continue;
+            if (high && !job.high) {
+                job.high = true;
+                if (auto ok = persist(job); !ok) return ok.error();
+            }
+            log_info("bundle_already_queued", {{"bundle", job.bundle_id}, {"job", job.id}, {"by", who}});
+            json out = job.to_json();
+            out["already_queued"] = true;
+            return out;
+        }
+        Job job;
+        job.id = next_id++;
+        job.transfer = files::random_u64();
+        job.bundle_id = report->bundle_id;
+        job.archive = outbox_dir / (report->bundle_id + ".tar");
+        job.archive_bytes = digest->bytes;
+        job.archive_sha256 = transfer::to_hex(digest->sha256);
+        job.channel = report->release.channel;
+        job.version = report->release.version;
+        job.high = high;
+        job.passes = config.passes;
+        job.submitted_by = who;
+        job.submitted_at = files::now_rfc3339();
+        job.order = next_order++;
+        fs::rename(tmp, job.archive, ec);
+        if (ec) return fail("cannot move the archive into " + job.archive.string() + ": " + ec.message());
+        cleanup.p.clear();
+        if (auto ok = persist(job); !ok) {
+            fs::remove(job.archive, ec);
+            return ok.error();
+        }
+        log_info("bundle_queued", {{"bundle", job.bundle_id},
+                                   {"channel", job.channel},
+                                   {"version", job.version},
+                                   {"bytes", job.archive_bytes},
+                                   {"priority", high ? "high" : "normal"},
+                                   {"passes", job.passes},
+                                   {"by", who},
+                                   {"signers", report->distinct_signers.size()}});
+        json out = job.to_json();
+        out["already_queued"] = false;
+        jobs.emplace(job.id, job);
+        wake.notify_all();
+        return out;
+    }
+
+    void scan_spool() {
+        std::error_code ec;
+        std::vector<fs::path> found;
+        for (const auto& entry : fs::directory_iterator(config.spool_dir, ec)) {
+            auto name = entry.path().filename().string();
+            if (name.starts_with(".") || !entry.is_regular_file(ec) || entry.is_symlink(ec)) continue;
+            found.push_back(entry.path());
+        }
+        std::sort(found.begin(), found.end());
+        for (const auto& path : found) {
+            struct stat st {};
+            std::string owner = "spool";
+            if (::lstat(path.c_str(), &st) == 0) owner = "spool(uid " + std::to_string(st.st_uid) + ")";
+            auto result = intake(path, false, owner);
+            if (result) {
+                fs::remove(path, ec);
+                continue;
+            }
+            fs::path rejected = config.spool_dir / ".rejected";
+            fs::create_directories(rejected, ec);
+            fs::rename(path, rejected / path.filename(), ec);
+            std::ofstream(rejected / (path.filename().string() + ".reason")) << result.error().message << "\n";
+            log_error("spool_refused", {{"file", path}, {"error", result.error().message}, {"moved_to", rejected}});
+        }
+    }
+
+    // ---- control (io thread) ------------------------------------------------------
+
+    void handle(const json& request, const Peer& peer, ControlResponder respond) {
+        const std::string command = request.at("command").get<std::string>();
+        RolesConfig roles;
+        {
+            std::lock_guard lock(mutex);
+            roles = config.roles;
+        }
+        auto any_role = [&] {
+            if (!has_role(peer, Role::operator_, roles) && !has_role(peer, Role::officer, roles) &&
+                !has_role(peer, Role::auditor, roles)) {
+                require_role(peer, Role::operator_, roles);
+            }
+        };
+        if (command == "push") {
+            require_role(peer, Role::operator_, roles);
+            if (!request.contains("path") || !request["path"].is_string()) throw std::runtime_error("push: \"path\" is required");
+            fs::path path = request["path"].get<std::string>();
+            if (!path.is_absolute()) throw std::runtime_error("push: the path must be absolute: " + path.string());
+            std::string priority = request.value("priority", "normal");
+            if (priority != "high" && priority != "normal") {
+                throw std::runtime_error("push: priority must be high or normal, not " + priority);
+            }
+            std::string who = peer.user;
+            boost::asio::post(intake_pool, [this, path, priority, who, respond] {
+                try {
+                    auto r = intake(path, priority == "high", who);
+                    if (r) {
+                        respond(json{{"ok", true}, {"job", *r}});
+                    } else {
+                        log_warning("push_refused", {{"path", path}, {"by", who}, {"error", r.error().message}});
+                        respond(json{{"ok", false}, {"error", r.error().message}});
+                    }
+                } catch (const std::exception& e) {
+                    respond(json{{"ok", false}, {"error", e.what()}});
+                }
+            });
+            return;
+        }
+        if (command == "queue") {
+            any_role();
+            respond(json{{"ok", true}, {"queue", queue_json()}});
+            return;
+        }
+        if (command == "status") {
+            any_role();
+            json s = status_json();
+            s["ok"] = true;
+            respond(s);
+            return;
+        }
+        throw std::runtime_error("unknown command \"" + command + "\" (the sender daemon answers push, queue, status)");
+    }
+
+    // ---- sending (send thread) ----------------------------------------------------
+
+    std::optional<Job> pick() {
+        const Job* best = nullptr;
+        for (const auto& [id, job] : jobs) {
+            if (best == nullptr || job.high > best->high || (job.high == best->high && job.order < best->order)) best = &job;
+        }
+        return best ? std::optional<Job>(*best) : std::nullopt;
+    }
+
+    std::vector<transfer::RecentTransfer> recent_transfers() {
+        std::vector<transfer::RecentTransfer> out;
+        auto add = [&](const Job& job) {
+            if (out.size() >= kRecentKept) return;
+            transfer::RecentTransfer r;
+            r.transfer = job.transfer;
+            if (auto id = transfer::sha256_from_hex(job.bundle_id)) r.bundle_id = *id;
+            r.archive_bytes = job.archive_bytes;
+            r.passes_done = job.passes_done;
+            r.passes = job.passes;
+            out.push_back(r);
+        };
+        std::lock_guard lock(mutex);
+        if (auto it = jobs.find(current_job.load()); it != jobs.end()) add(it->second);
+        for (auto it = recent.rbegin(); it != recent.rend(); ++it) add(it->job);
+        for (const auto& [id, job] : jobs) {
+            if (job.passes_done > 0 && id != current_job.load()) add(job);
+        }
+        return out;
+    }
+
+    void send_heartbeat() {
+        transfer::Heartbeat hb;
+        hb.sequence = ++heartbeat_sequence;
+        hb.interval_ms = static_cast<std::uint32_t>(config.link.heartbeat_interval.count());
+        hb.rate_bits_per_s = config.link.rate_bits_per_s;
+        auto st = sender.stats();
+        hb.frames_sent = st.datagrams;
+        hb.bytes_sent = st.bytes;
+        hb.transfers_sent = passes_completed.load();
+        {
+            std::lock_guard lock(mutex);
+            hb.queue_length = static_cast<std::uint32_t>(jobs.size());
+        }
+        hb.recent = recent_transfers();
+        auto payload = transfer::encode_heartbeat(hb);
+        std::vector<std::byte> frame(transfer::kMaxFrameBytes);
+        auto n = transfer::encode_frame({transfer::FrameType::heartbeat, session, 0, 0, 0}, payload,
+                                        link_key ? &*link_key : nullptr, frame);
+        if (!n) return;
+        std::span<const std::byte> one(frame.data(), *n);
+        if (auto ok = sender.send(std::span(&one, 1)); !ok) {
+            log_warning("heartbeat_not_sent", {{"error", ok.error().message}});
+            return;
+        }
+        ++heartbeats_sent;
+    }
+
+    void mark_alive() { alive_ns = SteadyClock::now().time_since_epoch().count(); }
+
+    /// Sends one pass of `job`. Returns false when it was interrupted.
+    bool run_pass(const Job& job, SteadyClock::time_point& next_heartbeat) {
+        int fd = ::open(job.archive.c_str(), O_RDONLY | O_CLOEXEC);
+        struct stat st {};
+        if (fd < 0 || ::fstat(fd, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != job.archive_bytes) {
+            if (fd >= 0) ::close(fd);
+            fail_job(job, "its archive " + job.archive.string() + " is missing or changed size");
+            return true;
+        }
+        struct Closer {
+            int fd;
+            ~Closer() { ::close(fd); }
+        } closer{fd};
+        transfer::TransferInfo info;
+        info.bundle_id = transfer::sha256_from_hex(job.bundle_id).value();
+        info.archive_bytes = job.archive_bytes;
+        info.archive_sha256 = transfer::sha256_from_hex(job.archive_sha256).value();
+        info.fec = {config.link.data_symbols, config.link.parity_symbols, config.link.symbol_bytes};
+        info.interleave = config.link.interleave;
+        info.channel = job.channel;
+        info.version = job.version;
+        info.pass = job.passes_done + 1;
+        info.passes = job.passes;
+        if (auto ok = info.validate(); !ok) {
+            fail_job(job, ok.error().message);
+            return true;
+        }
+        auto reader = [fd](std::uint64_t offset, std::span<std::byte> out) -> Result<std::size_t> {
+            for (;;) {
+                ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
+                if (n >= 0) return static_cast<std::size_t>(n);
+                if (errno != EINTR) return fail(std::string("reading the archive: ") + std::strerror(errno));
+            }
+        };
+        transfer::Encoder encoder(info, session, job.transfer, reader, link_key ? &*link_key : nullptr);
+        transfer::FrameBatch batch(kBatchFrames, encoder.max_frame_bytes());
+        current_job = job.id;
+        current_frames = 0;
+        current_total = encoder.frames_total();
+        log_info("pass_started", {{"bundle", job.bundle_id}, {"transfer", job.transfer}, {"pass", info.pass},
+                                  {"passes", info.passes}, {"frames", encoder.frames_total()}});
+        auto started = SteadyClock::now();
+        for (bool more = true; more;) {
+            batch.clear();
+            auto filled = encoder.fill(batch);
+            if (!filled) {
+                fail_job(job, filled.error().message);
+                return true;
+            }
+            more = *filled;
+            if (auto ok = sender.send(batch.frames()); !ok) {
+                log_error("send_failed", {{"bundle", job.bundle_id}, {"error", ok.error().message}});
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+                return false;
+            }
+            current_frames = encoder.frames_emitted();
+            mark_alive();
+            if (SteadyClock::now() >= next_heartbeat) {
+                send_heartbeat();
+                next_heartbeat = SteadyClock::now() + config.link.heartbeat_interval;
+            }
+            std::lock_guard lock(mutex);
+            if (stopping) {
+                log_info("pass_interrupted", {{"bundle", job.bundle_id}, {"pass", info.pass}});
+                return false;
+            }
+        }
+        double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
+        ++passes_completed;
+        std::lock_guard lock(mutex);
+        current_job = 0;
+        auto it = jobs.find(job.id);
+        if (it == jobs.end()) return true;
+        Job& j = it->second;
+        ++j.passes_done;
+        j.order = next_order++;
+        log_info("pass_finished", {{"bundle", j.bundle_id}, {"transfer", j.transfer}, {"pass", j.passes_done},
+                                   {"passes", j.passes}, {"seconds", seconds},
+                                   {"goodput_mbps", seconds > 0 ? static_cast<double>(j.archive_bytes) * 8 / seconds / 1e6 : 0.0}});
+        if (j.passes_done >= j.passes) {
+            log_info("bundle_sent", {{"bundle", j.bundle_id}, {"channel", j.channel}, {"version", j.version},
+                                     {"passes", j.passes}});
+            recent.push_back({j, files::now_rfc3339()});
+            if (recent.size() > kRecentKept) recent.pop_front();
+            forget(j);
+            jobs.erase(it);
+        } else if (auto ok = persist(j); !ok) {
+            log_error("queue_write_failed", {{"bundle", j.bundle_id}, {"error", ok.error().message}});
+        }
+        return true;
+    }
+
+    void fail_job(const Job& job, const std::string& why) {
+        log_error("bundle_send_failed", {{"bundle", job.bundle_id}, {"error", why}});
+        std::lock_guard lock(mutex);
+        std::error_code ec;
+        fs::rename(queue_dir / (std::to_string(job.id) + ".json"), failed_dir / (std::to_string(job.id) + ".json"), ec);
+        jobs.erase(job.id);
+        current_job = 0;
+    }
+
+    void send_loop() {
+        auto next_heartbeat = SteadyClock::now();
+        for (;;) {
+            mark_alive();
+            if (SteadyClock::now() >= next_heartbeat) {
+                send_heartbeat();
+                next_heartbeat = SteadyClock::now() + config.link.heartbeat_interval;
+            }
+            std::optional<Job> job;
+            {
+                std::unique_lock lock(mutex);
+                if (stopping) return;
+                job = pick();
+                if (!job) {
+                    wake.wait_until(lock, next_heartbeat, [&] { return stopping || !jobs.empty(); });
+                    continue;
+                }
+            }
+            run_pass(*job, next_heartbeat);
+        }
+    }
+
+    // ---- status -------------------------------------------------------------------
+
+    json queue_json() const {
+        std::vector<const Job*> order;
+        std::lock_guard lock(mutex);
+        for (const auto& [id, job] : jobs) order.push_back(&job);
+        std::sort(order.begin(), order.end(), [](const Job* a, const Job* b) {
+            return a->high != b->high ? a->high : a->order < b->order;
+        });
+        json out = json::array();
+        for (const Job* job : order) {
+            json j = job->to_json();
+            j["sending"] = job->id == current_job.load();
+            if (j["sending"]) {
+                j["frames_sent"] = current_frames.load();
+                j["frames_total"] = current_total.load();
+            }
+            out.push_back(j);
+        }
+        return out;
+    }
+
+    json status_json() const {
+        auto st = sender.stats();
+        json s;
+        s["daemon"] = "sender";
+        s["session"] = session;
+        s["link"] = {{"lanes", config.link.lanes},
+                     {"rate_bits_per_s", config.link.rate_bits_per_s},
+                     {"fec", {{"data_symbols", config.link.data_symbols},
+                              {"parity_symbols", config.link.parity_symbols},
+                              {"symbol_bytes", config.link.symbol_bytes},
+                              {"interleave", config.link.interleave}}},
+                     {"mac", link_key.has_value()},
+                     {"gso", sender.gso_active()}};
+        s["counters"] = {{"frames_sent", st.datagrams},       {"bytes_sent", st.bytes},
+                         {"wire_bytes", st.wire_bytes},       {"send_calls", st.send_calls},
+                         {"enobufs_retries", st.enobufs_retries}, {"passes_completed", passes_completed.load()},
+                         {"heartbeats_sent", heartbeats_sent.load()}};
+        s["queue"] = queue_json();
+        json recent_json = json::array();
+        {
+            std::lock_guard lock(mutex);
+            for (auto it = recent.rbegin(); it != recent.rend(); ++it) {
+                json j = it->job.to_json();
+                j["finished_at"] = it->finished_at;
+                recent_json.push_back(j);
+            }
+        }
+        s["sent"] = recent_json;
+        return s;
+    }
+
+    void write_metrics() {
+        std::optional<fs::path> path;
+        {
+            std::lock_guard lock(mutex);
+            path = config.metrics_file;
+        }
+        if (!path) return;
+        auto st = sender.stats();
+        std::size_t queued = 0;
+        {
+            std::lock_guard lock(mutex);
+            queued = jobs.size();
+        }
+        std::vector<MetricSample> samples = {
+            {"sluice_sender_frames_sent_total", "Frames handed to the kernel.", MetricType::counter, {}, double(st.datagrams)},
+            {"sluice_sender_bytes_sent_total", "Frame bytes handed to the kernel.", MetricType::counter, {}, double(st.bytes)},
+            {"sluice_sender_wire_bytes_total", "Bytes on the wire, IP and UDP headers included.", MetricType::counter, {}, double(st.wire_bytes)},
+            {"sluice_sender_enobufs_retries_total", "Sends retried because the kernel queue was full.", MetricType::counter, {}, double(st.enobufs_retries)},
+            {"sluice_sender_passes_total", "Carousel passes completed.", MetricType::counter, {}, double(passes_completed.load())},
+            {"sluice_sender_heartbeats_total", "Heartbeats sent.", MetricType::counter, {}, double(heartbeats_sent.load())},
+            {"sluice_sender_queue_length", "Bundles queued.", MetricType::gauge, {}, double(queued)},
+            {"sluice_sender_rate_bits_per_second", "Configured pacing rate.", MetricType::gauge, {}, double(config.link.rate_bits_per_s)},
+        };
+        if (auto ok = MetricsFile(*path).write(samples); !ok) {
+            log_warning("metrics_not_written", {{"file", *path}, {"error", ok.error().message}});
+        }
+    }
+
+    void schedule_tick() {
+        tick_timer.expires_after(std::chrono::seconds(1));
+        tick_timer.async_wait([this](const boost::system::error_code& ec) {
+            if (ec) return;
+            boost::asio::post(intake_pool, [this] { scan_spool(); });
+            write_metrics();
+            schedule_tick();
+        });
+    }
+};
+
+SenderService::SenderService(boost::asio::io_context& io, SenderConfig config)
+    : impl_(std::make_unique<Impl>(io, std::move(config))) {
+    auto* impl = impl_.get();
+    impl->control = std::make_unique<ControlServer>(
+        io, impl->config.control_socket,
+        AsyncControlHandler([impl](const json& request, const Peer& peer, ControlResponder respond) {
+            impl->handle(request, peer, std::move(respond));
+        }));
+    impl->send_thread = std::thread([impl] { impl->send_loop(); });
+    impl->schedule_tick();
+    log_info("sender_started", {{"session", impl->session},
+                                {"lanes", impl->config.link.lanes.size()},
+                                {"rate_bits_per_s", impl->config.link.rate_bits_per_s},
+                                {"mac", impl->link_key.has_value()},
+                                {"control_socket", impl->config.control_socket}});
+}
+
+SenderService::~SenderService() { stop(); }
+
+void SenderService::stop() {
+    {
+        std::lock_guard lock(impl_->mutex);
+        if (impl_->stopping && !impl_->send_thread.joinable()) return;
+        impl_->stopping = true;
+    }
+    impl_->wake.notify_all();
+    impl_->tick_timer.cancel();
+    if (impl_->control) impl_->control->stop();
+    impl_->intake_pool.join();
+    if (impl_->send_thread.joinable()) impl_->send_thread.join();
+    impl_->write_metrics();
+}
+
+void SenderService::reload() {
+    SenderConfig fresh = load_sender_config(impl_->config.config_file);  // ConfigError propagates to main's handler
+    auto trust = std::make_shared<bundle::TrustStore>(files::load_trust(fresh.trusted_keys));
+    std::vector<std::string> restart;
+    const auto& old = impl_->config;
+    if (fresh.link.lanes != old.link.lanes || fresh.link.rate_bits_per_s != old.link.rate_bits_per_s ||
+        fresh.link.link_key_file != old.link.link_key_file) {
+        restart.push_back("link");
+    }
+    if (fresh.state_dir != old.state_dir || fresh.spool_dir != old.spool_dir || fresh.control_socket != old.control_socket) {
+        restart.push_back("paths");
+    }
+    {
+        std::lock_guard lock(impl_->mutex);
+        impl_->trust = std::move(trust);
+        impl_->config.trusted_keys = fresh.trusted_keys;
+        impl_->config.min_signers = fresh.min_signers;
+        impl_->config.passes = fresh.passes;
+        impl_->config.roles = fresh.roles;
+        impl_->config.metrics_file = fresh.metrics_file;
+    }
+    log_info("config_reloaded", {{"file", impl_->config.config_file}});
+    for (const auto& what : restart) log_warning("config_change_needs_restart", {{"section", what}});
+}
+
+bool SenderService::healthy(std::chrono::milliseconds within) const {
+    auto alive = SteadyClock::time_point(SteadyClock::duration(impl_->alive_ns.load()));
+    return SteadyClock::now() - alive < within;
+}
+
+json SenderService::status() const { return impl_->status_json(); }
+
+std::string SenderService::status_line() const {
+    std::size_t queued = 0;
+    {
+        std::lock_guard lock(impl_->mutex);
+        queued = impl_->jobs.size();
+    }
+    std::string line = std::to_string(queued) + " queued";
+    if (impl_->current_job.load() != 0 && impl_->current_total.load() > 0) {
+        line += ", sending " + std::to_string(impl_->current_frames.load() * 100 / impl_->current_total.load()) + "%";
+    }
+    line += ", " + std::to_string(impl_->passes_completed.load()) + " passes sent";
+    return line;
+}
+
+}  // namespace sluice::daemon
