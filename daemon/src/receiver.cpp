@@ -27,6 +27,8 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 constexpr auto kTick = std::chrono::milliseconds(200);
 constexpr std::size_t kRecentKept = 32;
+constexpr std::size_t kMaxStagings = 256;                    // archives partly received at once
+constexpr auto kStagingMaxAge = std::chrono::hours(24 * 7);  // unfinished archives kept this long
 
 std::optional<transfer::LinkKey> load_link_key(const std::optional<fs::path>& file) {
     if (!file) return std::nullopt;
@@ -80,6 +82,7 @@ struct ReceiverService::Impl {
     std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
     std::uint64_t valid_frames_seen = 0;
     SteadyClock::time_point last_metrics{};
+    SteadyClock::time_point last_sweep{};
     bool stopped = false;
 
     mutable std::mutex mutex;  // guards `config` parts reloadable from SIGHUP and `delivered`
@@ -92,7 +95,7 @@ struct ReceiverService::Impl {
           config(std::move(cfg)),
           trust(std::make_shared<bundle::TrustStore>(files::load_trust(config.trusted_keys))),
           link_key(load_link_key(config.link.link_key_file)),
-          store(config.state_dir / "transfers"),
+          store(config.state_dir / "transfers", kMaxStagings),
           reassembler(limits_of(config), store, link_key ? &*link_key : nullptr),
           monitor(config.dead_link_after) {
         refused_dir = config.state_dir / "refused";
@@ -169,7 +172,8 @@ struct ReceiverService::Impl {
                 entry["bundle"] = transfer::to_hex(alarm.bundle_id);
             }
             if (alarm.kind == transfer::LinkAlarm::Kind::link_up) {
-                log_info("link_up", {{"session", alarm.session}});
+                if (alarm.session == 0) entry.erase("session");  // up before any heartbeat named the sender
+                log_info("link_up");
             } else {
                 log_warning(kind, {{"session", alarm.session}, {"detail", entry.dump()}});
             }
@@ -184,6 +188,12 @@ struct ReceiverService::Impl {
         auto path = store.finalize(ev.key, ev.info);
         const auto digested = SteadyClock::now();
         if (!path) {
+            if (store.has_staging(ev.key)) {
+                // An I/O error, not a mismatch: the archive is still staged; try again later.
+                log_error("finalize_failed", {{"bundle", bundle}, {"error", path.error().message}, {"retry_in_seconds", 30}});
+                retry_later(ev);
+                return;
+            }
             log_error("transfer_refused", {{"bundle", bundle}, {"error", path.error().message}});
             remember(alarms, {{"alarm", "archive_digest_mismatch"}, {"bundle", bundle}, {"at", files::now_rfc3339()}});
             boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, false); });
@@ -214,12 +224,17 @@ struct ReceiverService::Impl {
                    {"bytes", ev.info.archive_bytes}, {"transfer", ev.transfer}, {"at", files::now_rfc3339()}};
         if (refusal.empty()) {
             fs::path target = incoming / (bundle + ".tar");
-            auto moved = files::move_no_replace(*path, target);
-            if (!moved) {
-                // Left in staging: marked neither delivered nor discarded, so the
-                // next pass (or a restart) retries the delivery.
-                log_error("delivery_failed", {{"bundle", bundle}, {"error", moved.error().message}});
-                boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, false); });
+            std::error_code ec;
+            if (fs::exists(target, ec)) {
+                // Delivered before (a crash between the rename and the delivered
+                // marker): archives are canonical, so the same bundle id is the
+                // same bytes. Record it and drop the copy.
+                log_info("bundle_already_in_incoming", {{"bundle", bundle}, {"path", target}});
+            } else if (auto moved = files::move_no_replace(*path, target); !moved) {
+                // Still staged and still marked as finalizing: retried later,
+                // never re-assembled in a loop.
+                log_error("delivery_failed", {{"bundle", bundle}, {"error", moved.error().message}, {"retry_in_seconds", 30}});
+                retry_later(ev);
                 return;
             }
             if (auto ok = store.mark_delivered(ev.key); !ok) log_error("delivery_not_recorded", {{"error", ok.error().message}});
@@ -256,6 +271,18 @@ struct ReceiverService::Impl {
         boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, true); });
     }
 
+    /// Runs finalize(ev) again in 30 s (an I/O error or a full disk in incoming/).
+    void retry_later(const transfer::Event& ev) {
+        boost::asio::post(io, [this, ev] {
+            if (stopped) return;
+            auto timer = std::make_shared<boost::asio::steady_timer>(io, std::chrono::seconds(30));
+            timer->async_wait([this, timer, ev](const boost::system::error_code& ec) {
+                if (ec || stopped) return;
+                boost::asio::post(finalizer, [this, ev] { finalize(ev); });
+            });
+        });
+    }
+
     void schedule_tick() {
         tick_timer.expires_after(kTick);
         tick_timer.async_wait([this](const boost::system::error_code& ec) {
@@ -265,6 +292,12 @@ struct ReceiverService::Impl {
             reassembler.on_tick(now);
             monitor.on_tick(now);
             handle_events(now);
+            if (now - last_sweep >= std::chrono::hours(1)) {
+                last_sweep = now;
+                boost::asio::post(finalizer, [this] {
+                    if (auto n = store.sweep(kStagingMaxAge)) log_notice("staging_expired", {{"archives", n}});
+                });
+            }
             if (now - last_metrics >= std::chrono::seconds(1)) {
                 last_metrics = now;
                 write_metrics();
@@ -368,7 +401,7 @@ struct ReceiverService::Impl {
             {"sluice_receiver_bytes_total", "Datagram bytes received.", MT::counter, {}, double(u.bytes)},
             {"sluice_receiver_kernel_drops_total", "Datagrams the kernel dropped on a full receive buffer.", MT::counter, {}, double(u.kernel_drops)},
             {"sluice_receiver_checksum_failures_total", "Frames dropped for a checksum mismatch.", MT::counter, {}, double(st.frame_error(transfer::FrameError::bad_checksum))},
-            {"sluice_receiver_mac_failures_total", "Frames dropped for a missing or wrong MAC.", MT::counter, {}, double(st.frame_error(transfer::FrameError::bad_mac) + st.frame_error(transfer::FrameError::missing_mac))},
+            {"sluice_receiver_mac_failures_total", "Frames dropped for a missing, wrong or unexpected MAC.", MT::counter, {}, double(st.frame_error(transfer::FrameError::bad_mac) + st.frame_error(transfer::FrameError::missing_mac) + st.frame_error(transfer::FrameError::unexpected_mac))},
             {"sluice_receiver_symbols_rebuilt_total", "Data symbols rebuilt from parity.", MT::counter, {}, double(st.symbols_rebuilt)},
             {"sluice_receiver_symbols_missing_total", "Symbols short in blocks given up for a pass.", MT::counter, {}, double(st.symbols_missing)},
             {"sluice_receiver_blocks_recovered_total", "Blocks rebuilt with parity.", MT::counter, {}, double(st.blocks_recovered)},

@@ -33,7 +33,17 @@ namespace sluice::daemon {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-constexpr std::size_t kBatchFrames = 256;
+constexpr std::size_t kMaxBatchFrames = 256;
+/// A batch is paced as a whole by UdpSender::send, so it is sized to take at
+/// most this long on the wire: the send thread then checks for SIGTERM, sends
+/// heartbeats and proves it is alive at least this often, whatever the rate.
+constexpr auto kBatchWireTime = std::chrono::milliseconds(100);
+
+std::size_t batch_frames(std::uint64_t rate_bits_per_s, std::size_t frame_bytes) {
+    const double frame_bits = static_cast<double>(diode::wire_bytes(frame_bytes, false)) * 8;
+    const double fit = static_cast<double>(rate_bits_per_s) * std::chrono::duration<double>(kBatchWireTime).count() / frame_bits;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(fit), 1, kMaxBatchFrames);
+}
 constexpr std::size_t kRecentKept = transfer::kMaxRecentTransfers;
 
 /// One bundle in the queue, persisted as queue/<id>.json.
@@ -85,6 +95,10 @@ struct Job {
         job.submitted_by = j.at("submitted_by").get<std::string>();
         job.submitted_at = j.at("submitted_at").get<std::string>();
         job.order = j.at("order").get<std::uint64_t>();
+        if (!transfer::sha256_from_hex(job.bundle_id) || !transfer::sha256_from_hex(job.archive_sha256)) {
+            throw std::runtime_error("bundle or archive_sha256 is not a SHA-256");
+        }
+        if (job.passes == 0 || job.passes_done >= job.passes) throw std::runtime_error("passes out of range");
         return job;
     }
 };
@@ -139,6 +153,7 @@ struct SenderService::Impl {
     std::atomic<std::uint64_t> heartbeats_sent{0};
     std::atomic<std::uint64_t> heartbeat_sequence{0};
     std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
+    std::atomic<std::int64_t> busy_until_ns{0};  // a paced send in progress may last until then
 
     boost::asio::thread_pool intake_pool{1};
     std::unique_ptr<ControlServer> control;
@@ -238,7 +253,14 @@ struct SenderService::Impl {
         v.trust = trust_now.get();
         v.min_signers = min_signers;
         auto report = bundle::verify_archive(tmp, v);
-        if (!report) return report.error().within("refused " + source.string());
+        if (!report) {
+            // Name the caller's file, not the daemon's private copy of it.
+            std::string message = report.error().message;
+            for (auto at = message.find(tmp.string()); at != std::string::npos; at = message.find(tmp.string())) {
+                message.replace(at, tmp.string().size(), source.string());
+            }
+            return fail("refused " + source.string() + ": " + message);
+        }
 
         std::lock_guard lock(mutex);
         for (auto& [id, job] : jobs) {
@@ -289,6 +311,10 @@ struct SenderService::Impl {
     }
 
     void scan_spool() {
+        {
+            std::lock_guard lock(mutex);
+            if (stopping) return;
+        }
         std::error_code ec;
         std::vector<fs::path> found;
         for (const auto& entry : fs::directory_iterator(config.spool_dir, ec)) {
@@ -464,7 +490,13 @@ struct SenderService::Impl {
             }
         };
         transfer::Encoder encoder(info, session, job.transfer, reader, link_key ? &*link_key : nullptr);
-        transfer::FrameBatch batch(kBatchFrames, encoder.max_frame_bytes());
+        const std::size_t per_batch = batch_frames(config.link.rate_bits_per_s, encoder.max_frame_bytes());
+        transfer::FrameBatch batch(per_batch, encoder.max_frame_bytes());
+        // How long one batch may legitimately keep the thread in a paced send
+        // (the watchdog must not mistake a slow link for a stalled daemon).
+        const auto batch_time = std::chrono::nanoseconds(static_cast<std::int64_t>(
+            static_cast<double>(diode::wire_bytes(encoder.max_frame_bytes(), false) * 8 * per_batch) * 1e9 /
+            static_cast<double>(config.link.rate_bits_per_s)));
         current_job = job.id;
         current_frames = 0;
         current_total = encoder.frames_total();
@@ -479,6 +511,7 @@ struct SenderService::Impl {
                 return true;
             }
             more = *filled;
+            busy_until_ns = (SteadyClock::now() + batch_time).time_since_epoch().count();
             if (auto ok = sender.send(batch.frames()); !ok) {
                 log_error("send_failed", {{"bundle", job.bundle_id}, {"error", ok.error().message}});
                 std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -525,7 +558,9 @@ struct SenderService::Impl {
         log_error("bundle_send_failed", {{"bundle", job.bundle_id}, {"error", why}});
         std::lock_guard lock(mutex);
         std::error_code ec;
-        fs::rename(queue_dir / (std::to_string(job.id) + ".json"), failed_dir / (std::to_string(job.id) + ".json"), ec);
+        fs::rename(queue_dir / (std::to_string(job.id) + ".json"),
+                   failed_dir / (std::to_string(job.id) + "-" + job.bundle_id.substr(0, 16) + ".json"), ec);
+        fs::remove(job.archive, ec);
         jobs.erase(job.id);
         current_job = 0;
     }
@@ -548,7 +583,12 @@ struct SenderService::Impl {
                     continue;
                 }
             }
-            run_pass(*job, next_heartbeat);
+            try {
+                run_pass(*job, next_heartbeat);
+            } catch (const std::exception& e) {
+                // A bug or out of memory: this job is set aside, the daemon keeps sending others.
+                fail_job(*job, std::string("internal error: ") + e.what());
+            }
         }
     }
 
@@ -672,6 +712,7 @@ void SenderService::stop() {
     impl_->wake.notify_all();
     impl_->tick_timer.cancel();
     if (impl_->control) impl_->control->stop();
+    impl_->intake_pool.stop();  // queued intakes are dropped (their callers get no answer and retry); one in progress finishes
     impl_->intake_pool.join();
     if (impl_->send_thread.joinable()) impl_->send_thread.join();
     impl_->write_metrics();
@@ -703,8 +744,11 @@ void SenderService::reload() {
 }
 
 bool SenderService::healthy(std::chrono::milliseconds within) const {
+    const auto now = SteadyClock::now();
     auto alive = SteadyClock::time_point(SteadyClock::duration(impl_->alive_ns.load()));
-    return SteadyClock::now() - alive < within;
+    auto busy_until = SteadyClock::time_point(SteadyClock::duration(impl_->busy_until_ns.load()));
+    // Alive recently, or inside a paced send that may still be running at this rate.
+    return now - alive < within || now < busy_until + within;
 }
 
 json SenderService::status() const { return impl_->status_json(); }

@@ -527,15 +527,77 @@ TEST_CASE("the link monitor reports dead links, lost heartbeats, restarts and mi
     CHECK(kinds() == std::vector{LinkAlarm::Kind::link_dead});
     mon.on_transfer_seen(2, 10);
     hb.sequence = 1;
-    hb.recent = {RecentTransfer{10, {}, 100, 1, 2}, RecentTransfer{11, {}, 100, 1, 2}, RecentTransfer{12, {}, 100, 0, 2}};
+    // The first heartbeat of a session is the baseline: 9 finished before this
+    // receiver was listening (or was delivered before a restart), not a miss.
+    hb.recent = {RecentTransfer{9, {}, 100, 2, 2}, RecentTransfer{10, {}, 100, 0, 2}};
+    mon.on_heartbeat(2, hb, t += std::chrono::seconds(1));
+    CHECK(kinds() == std::vector{LinkAlarm::Kind::link_up, LinkAlarm::Kind::sender_restarted});
+    hb.sequence = 2;
+    hb.recent = {RecentTransfer{9, {}, 100, 2, 2}, RecentTransfer{10, {}, 100, 1, 2}, RecentTransfer{11, {}, 100, 1, 2},
+                 RecentTransfer{12, {}, 100, 0, 2}};
     mon.on_heartbeat(2, hb, t += std::chrono::seconds(1));
     alarms = mon.drain();
-    REQUIRE(alarms.size() == 3);
-    CHECK(alarms[0].kind == LinkAlarm::Kind::link_up);
-    CHECK(alarms[1].kind == LinkAlarm::Kind::sender_restarted);
-    CHECK(alarms[2].kind == LinkAlarm::Kind::transfer_missed);
-    CHECK(alarms[2].transfer == 11);  // 10 was seen, 12 has not finished a pass yet
+    REQUIRE(alarms.size() == 1);
+    CHECK(alarms[0].kind == LinkAlarm::Kind::transfer_missed);
+    CHECK(alarms[0].transfer == 11);  // 10 was seen, 12 has not finished a pass yet
+    hb.sequence = 3;
     mon.on_heartbeat(2, hb, t += std::chrono::seconds(1));
     CHECK(kinds().empty());  // reported once
     CHECK(mon.state().transfers_missed == 1);
+}
+
+TEST_CASE("hostile announcements: same digest with another size, absurd sizes, tiny orphans", "[transfer][hostile]") {
+    auto archive = random_archive(5000, 30);
+    auto small = info_for(archive, FecParams{1, 1, 64}, 1);
+    auto big = small;
+    big.archive_bytes = 64'000'000;  // same SHA-256, K and S: must not share the small staging
+    Rig rig;
+    std::vector<std::byte> frame(kMaxFrameBytes);
+    auto send_meta = [&](const TransferInfo& info, std::uint64_t transfer) {
+        auto n = encode_frame({FrameType::metadata, 1, transfer, 0, 0}, encode_transfer_info(info), nullptr, frame);
+        rig.feed(std::span(frame.data(), *n));
+    };
+    send_meta(small, 1);
+    send_meta(big, 2);
+    std::vector<std::byte> sym(64, std::byte{1});
+    auto n = encode_frame({FrameType::symbol, 1, 2, 999'999, 0}, sym, nullptr, frame);
+    rig.feed(std::span(frame.data(), *n));  // used to index the small staging's bitmap
+    rig.take();
+    CHECK(rig.store.areas.size() == 2);
+    CHECK(rig.rx->stats().internal_errors == 0);
+
+    auto huge = small;
+    huge.archive_bytes = (std::uint64_t{1} << 30);  // 2^24 blocks of 64 bytes: the bitmap bound
+    huge.archive_bytes += 64;
+    send_meta(huge, 3);
+    CHECK(rig.rx->stats().bad_payloads >= 1);
+    CHECK(rig.store.areas.size() == 2);
+
+    // Orphans of impossible sizes are refused; valid ones stay within the budget.
+    auto before = rig.rx->stats().bad_payloads;
+    for (int i = 0; i < 1000; ++i) {
+        auto m = encode_frame({FrameType::symbol, 7, 7, 0, 0}, std::span<const std::byte>{}, nullptr, frame);
+        rig.feed(std::span(frame.data(), *m));
+    }
+    CHECK(rig.rx->stats().bad_payloads == before + 1000);
+}
+
+TEST_CASE("a transfer left over from a delivered archive does not break a new one", "[transfer][hostile]") {
+    auto archive = random_archive(100'000, 31);
+    auto info = info_for(archive, kSmall, 4);
+    Rig rig;
+    for (auto& f : frames_of(info, archive, 1, 1)) rig.feed(f);
+    rig.take();
+    REQUIRE(rig.count(Event::Kind::assembled) == 1);
+    rig.rx->on_finalized(staging_key(info), true);  // the store was not told (its marker write failed)
+    // A re-send opens a fresh staging; the old transfer then idles out.
+    auto frames = frames_of(info, archive, 2, 2);
+    for (std::size_t i = 0; i < frames.size() / 2; ++i) rig.feed(frames[i]);
+    rig.tick(std::chrono::milliseconds(20'000));
+    for (std::size_t i = 0; i < frames.size() / 2; ++i) rig.feed(frames[i]);
+    rig.tick(std::chrono::milliseconds(15'000));  // the first transfer expires, the second is active
+    for (std::size_t i = frames.size() / 2; i < frames.size(); ++i) rig.feed(frames[i]);
+    rig.take();
+    CHECK(rig.rx->stats().internal_errors == 0);
+    CHECK(rig.count(Event::Kind::assembled) == 2);
 }

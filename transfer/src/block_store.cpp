@@ -7,6 +7,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -55,8 +56,8 @@ Result<BlockSet> BlockSet::from_words(std::uint64_t blocks, std::vector<std::uin
 }
 
 std::string staging_key(const TransferInfo& info) {
-    return to_hex(info.archive_sha256) + "-" + std::to_string(info.fec.data_symbols) + "x" +
-           std::to_string(info.fec.symbol_bytes);
+    return to_hex(info.archive_sha256) + "-" + std::to_string(info.archive_bytes) + "-" +
+           std::to_string(info.fec.data_symbols) + "x" + std::to_string(info.fec.symbol_bytes);
 }
 
 namespace {
@@ -159,7 +160,10 @@ struct RunningDigest {
             auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end - offset));
             ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset));
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return fail("reading " + path.string() + ": " + (n < 0 ? errno_text(errno) : "unexpected end"));
+            if (n <= 0) {
+                ok = false;  // part of the range is hashed: this digest can no longer be trusted
+                return fail("reading " + path.string() + ": " + (n < 0 ? errno_text(errno) : "unexpected end"));
+            }
             EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n));
             offset += static_cast<std::uint64_t>(n);
         }
@@ -170,6 +174,7 @@ struct RunningDigest {
 
 struct FileBlockStore::Impl {
     fs::path root;
+    std::size_t max_stagings = 0;
     std::unordered_map<std::string, std::shared_ptr<RunningDigest>> digests;
     std::mutex mutex;
     std::unordered_map<std::string, std::shared_ptr<File>> open_files;
@@ -185,6 +190,7 @@ struct FileBlockStore::Impl {
     };
     std::deque<Job> jobs;
     bool busy = false;
+    std::string busy_key;
     bool stopping = false;
     std::condition_variable wake;
     std::condition_variable idle;
@@ -201,12 +207,14 @@ struct FileBlockStore::Impl {
             Job job = std::move(jobs.front());
             jobs.pop_front();
             busy = true;
+            busy_key = job.key;
             lock.unlock();
             auto ok = persist(job);
             lock.lock();
             busy = false;
+            busy_key.clear();
             if (!ok) checkpoint_errors[job.key] = ok.error().message;
-            if (jobs.empty()) idle.notify_all();
+            idle.notify_all();
         }
     }
 
@@ -239,8 +247,9 @@ struct FileBlockStore::Impl {
     }
 };
 
-FileBlockStore::FileBlockStore(fs::path root) : impl_(std::make_unique<Impl>()) {
+FileBlockStore::FileBlockStore(fs::path root, std::size_t max_stagings) : impl_(std::make_unique<Impl>()) {
     impl_->root = std::move(root);
+    impl_->max_stagings = max_stagings;
     std::error_code ec;
     fs::create_directories(impl_->root / "staging", ec);
     if (!ec) fs::create_directories(impl_->root / "delivered", ec);
@@ -268,6 +277,14 @@ Result<BlockStore::Opened> FileBlockStore::open(const std::string& key, const Tr
         return out;
     }
     fs::path dir = impl_->dir(key);
+    if (!fs::exists(dir, ec) && impl_->max_stagings > 0) {
+        std::size_t n = 0;
+        for (auto it = fs::directory_iterator(impl_->root / "staging", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+        if (n >= impl_->max_stagings) {
+            return fail("too many archives partly received (" + std::to_string(n) +
+                        "): not starting another until older ones complete or expire");
+        }
+    }
     fs::create_directories(dir, ec);
     if (ec) return fail("cannot create " + dir.string() + ": " + ec.message());
     fs::path part = dir / "archive.part";
@@ -343,6 +360,7 @@ void FileBlockStore::release(const std::string& key) {
     std::lock_guard lock(impl_->mutex);
     impl_->open_files.erase(key);  // a pending checkpoint keeps its own reference
     impl_->infos.erase(key);
+    impl_->digests.erase(key);     // rebuilt from the file if the archive comes back
 }
 
 void FileBlockStore::flush() {
@@ -350,8 +368,47 @@ void FileBlockStore::flush() {
     impl_->idle.wait(lock, [&] { return impl_->jobs.empty() && !impl_->busy; });
 }
 
+void FileBlockStore::flush(const std::string& key) {
+    // Only this archive's checkpoints: others may keep the worker busy forever.
+    std::unique_lock lock(impl_->mutex);
+    impl_->idle.wait(lock, [&] {
+        return impl_->busy_key != key &&
+               std::none_of(impl_->jobs.begin(), impl_->jobs.end(), [&](const Impl::Job& j) { return j.key == key; });
+    });
+}
+
+bool FileBlockStore::has_staging(const std::string& key) const {
+    std::error_code ec;
+    return fs::exists(archive_path(key), ec);
+}
+
+std::size_t FileBlockStore::sweep(std::chrono::hours max_age) {
+    std::vector<std::string> stale;
+    {
+        std::lock_guard lock(impl_->mutex);
+        std::error_code ec;
+        const auto now = fs::file_time_type::clock::now();
+        for (const auto& entry : fs::directory_iterator(impl_->root / "staging", ec)) {
+            const std::string key = entry.path().filename().string();
+            if (impl_->open_files.count(key)) continue;
+            auto when = fs::last_write_time(entry.path() / "progress", ec);
+            if (ec) when = fs::last_write_time(entry.path(), ec);
+            if (!ec && now - when > max_age) stale.push_back(key);
+        }
+    }
+    for (const auto& key : stale) discard(key);
+    return stale.size();
+}
+
+std::size_t FileBlockStore::staging_count() const {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(impl_->root / "staging", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+    return n;
+}
+
 Result<fs::path> FileBlockStore::finalize(const std::string& key, const TransferInfo& info) {
-    flush();
+    flush(key);
     fs::path part = archive_path(key);
     int fd = ::open(part.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail("cannot open " + part.string() + ": " + errno_text(errno));
@@ -412,7 +469,7 @@ void FileBlockStore::discard(const std::string& key) {
         impl_->checkpoint_errors.erase(key);
         impl_->digests.erase(key);
     }
-    flush();  // a checkpoint in progress must not recreate what is removed
+    flush(key);  // a checkpoint in progress must not recreate what is removed
     std::error_code ec;
     fs::remove_all(impl_->dir(key), ec);
 }

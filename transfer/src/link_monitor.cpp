@@ -33,12 +33,22 @@ void LinkMonitor::on_heartbeat(std::uint64_t session, const Heartbeat& hb, TimeP
         state_.heartbeats_lost += lost;
         alarms_.push_back({LinkAlarm::Kind::heartbeats_lost, session, 0, {}, lost});
     }
+    // The first heartbeat heard from a session lists transfers that may have
+    // gone out before this receiver listened (it just started, or restarted
+    // after delivering them): they are the baseline, not misses.
+    const bool first_of_session = state_.heartbeats == 0 || session != state_.session;
     state_.session = session;
     state_.last = hb;
     state_.last_heartbeat = now;
     ++state_.heartbeats;
     for (const auto& r : hb.recent) {
-        std::pair id{session, r.transfer};
+        // By transfer id alone: a restarted sender keeps the transfer ids of its
+        // queued bundles under a new session.
+        std::pair id{std::uint64_t{0}, r.transfer};
+        if (first_of_session) {
+            reported_.insert(id);
+            continue;
+        }
         if (r.passes_done == 0 || seen_.count(id) || reported_.count(id)) continue;
         // A full pass went out and not one metadata frame of it arrived.
         reported_.insert(id);
@@ -48,8 +58,8 @@ void LinkMonitor::on_heartbeat(std::uint64_t session, const Heartbeat& hb, TimeP
     }
 }
 
-void LinkMonitor::on_transfer_seen(std::uint64_t session, std::uint64_t transfer) {
-    std::pair id{session, transfer};
+void LinkMonitor::on_transfer_seen(std::uint64_t /*session*/, std::uint64_t transfer) {
+    std::pair id{std::uint64_t{0}, transfer};
     if (!seen_.insert(id).second) return;
     seen_order_.push_back(id);
     if (seen_order_.size() > kRemembered) {

@@ -66,7 +66,11 @@ Result<void> TransferInfo::validate(const InfoLimits& limits) const {
         return fail("archive size " + std::to_string(archive_bytes) + " is over the limit of " +
                     std::to_string(limits.max_archive_bytes) + " bytes");
     }
-    if (blocks() > 0xffffffffULL) return fail("archive needs more than 2^32 blocks");
+    if (blocks() > std::min<std::uint64_t>(limits.max_blocks, 0xffffffffULL)) {
+        return fail("archive of " + std::to_string(archive_bytes) + " bytes needs " + std::to_string(blocks()) +
+                    " blocks of " + std::to_string(block_bytes()) + " bytes, over the limit of " +
+                    std::to_string(limits.max_blocks) + " (use larger blocks)");
+    }
     if (!printable_name(channel)) return fail("channel name is empty, over 64 bytes or not printable ASCII");
     if (!printable_name(version)) return fail("version is empty, over 64 bytes or not printable ASCII");
     if (pass == 0 || passes == 0 || pass > passes) {

@@ -27,6 +27,7 @@ struct Reassembler::Transfer {
     std::string key;
     TimePoint last_seen{};
     bool done = false;  // assembled, being finalized, or delivered before: frames are ignored
+    bool holds_staging = false;  // counted in its Staging's users
     std::map<std::uint32_t, std::unique_ptr<Partial>> partials;
 };
 
@@ -56,6 +57,16 @@ Reassembler::~Reassembler() = default;
 std::vector<Event> Reassembler::drain() { return std::exchange(events_, {}); }
 
 void Reassembler::on_datagram(std::span<const std::byte> datagram, TimePoint now) {
+    try {
+        handle_datagram(datagram, now);
+    } catch (const std::exception&) {
+        // Out of memory or a broken invariant: drop this datagram, count it,
+        // keep receiving (the receive loop must not die on one frame).
+        ++stats_.internal_errors;
+    }
+}
+
+void Reassembler::handle_datagram(std::span<const std::byte> datagram, TimePoint now) {
     ++stats_.datagrams;
     stats_.bytes += datagram.size();
     auto parsed = parse_frame(datagram, key_);
@@ -134,7 +145,12 @@ void Reassembler::on_metadata(const FrameView& frame, TimePoint now) {
 
 Reassembler::Staging* Reassembler::staging_for(const TransferInfo& info, Transfer& t, TimePoint now) {
     if (auto it = stagings_.find(t.key); it != stagings_.end()) {
+        if (it->second.held.size() != info.blocks()) {
+            ++stats_.bad_payloads;  // the key names size and layout, so this is a forgery or a bug
+            return nullptr;
+        }
         ++it->second.users;
+        t.holds_staging = true;
         t.done = it->second.finalizing;
         return &it->second;
     }
@@ -156,6 +172,7 @@ Reassembler::Staging* Reassembler::staging_for(const TransferInfo& info, Transfe
     Staging s;
     s.info = info;
     s.users = 1;
+    t.holds_staging = true;
     s.last_checkpoint = now;
     if (opened->already_delivered) {
         t.done = true;
@@ -263,16 +280,25 @@ void Reassembler::on_symbol(const FrameView& frame, TimePoint now) {
     symbol_for(it->second, frame.header.block, frame.header.symbol, frame.payload);
 }
 
+namespace {
+constexpr std::size_t kOrphanOverhead = 96;  // the Orphan itself and its allocation
+}
+
 void Reassembler::keep_orphan(const FrameView& frame) {
-    if (frame.payload.size() > limits_.max_orphan_bytes) return;
-    while (!orphans_.empty() && orphan_bytes_ + frame.payload.size() > limits_.max_orphan_bytes) {
-        orphan_bytes_ -= orphans_.front().payload.size();
+    const std::size_t size = frame.payload.size();
+    if (size < limits_.info.min_symbol_bytes || size > limits_.info.max_symbol_bytes ||
+        size + kOrphanOverhead > limits_.max_orphan_bytes) {
+        ++stats_.bad_payloads;  // no valid transfer has symbols of this size
+        return;
+    }
+    while (!orphans_.empty() && orphan_bytes_ + size + kOrphanOverhead > limits_.max_orphan_bytes) {
+        orphan_bytes_ -= orphans_.front().payload.size() + kOrphanOverhead;
         orphans_.pop_front();
         ++stats_.orphans_dropped;
     }
     orphans_.push_back(Orphan{{frame.header.session, frame.header.transfer}, frame.header.block, frame.header.symbol,
                               std::vector<std::byte>(frame.payload.begin(), frame.payload.end())});
-    orphan_bytes_ += frame.payload.size();
+    orphan_bytes_ += size + kOrphanOverhead;
 }
 
 void Reassembler::adopt_orphans(const TransferId& id) {
@@ -280,7 +306,7 @@ void Reassembler::adopt_orphans(const TransferId& id) {
     std::vector<Orphan> mine;
     for (auto& o : orphans_) {
         if (o.id == id) {
-            orphan_bytes_ -= o.payload.size();
+            orphan_bytes_ -= o.payload.size() + kOrphanOverhead;
             mine.push_back(std::move(o));
         } else {
             keep.push_back(std::move(o));
@@ -304,7 +330,12 @@ void Reassembler::symbol_for(Transfer& t, std::uint32_t block, std::uint16_t sym
         ++stats_.symbols_unneeded;
         return;
     }
-    auto& staging = stagings_.at(t.key);
+    auto sit = stagings_.find(t.key);
+    if (sit == stagings_.end() || block >= sit->second.held.size()) {
+        ++stats_.bad_payloads;  // cannot happen: a live transfer holds its staging of its own size
+        return;
+    }
+    auto& staging = sit->second;
     if (staging.held.test(block)) {
         ++stats_.symbols_unneeded;
         return;
@@ -346,7 +377,9 @@ void Reassembler::complete_block(Transfer& t, std::uint32_t block, Partial& p) {
         end_transfer(transfers_.find(t.id), Event::Kind::failed, written.error().message);
         return;
     }
-    auto& staging = stagings_.at(key);
+    auto sit = stagings_.find(key);
+    if (sit == stagings_.end()) return;
+    auto& staging = sit->second;
     staging.held.set(block);
     staging.dirty = true;
     if (!staging.held.complete()) return;
@@ -407,9 +440,10 @@ void Reassembler::end_transfer(std::map<TransferId, Transfer>::iterator it, Even
         events_.push_back(std::move(ev));
     }
     std::string key = t.key;
+    const bool holds = t.holds_staging;
     sender_finished_.erase(t.id);
     transfers_.erase(it);
-    release_staging(key);
+    if (holds) release_staging(key);
 }
 
 void Reassembler::on_tick(TimePoint now) {
@@ -450,6 +484,7 @@ void Reassembler::on_finalized(const std::string& key, bool delivered) {
             ++it;
         } else if (delivered) {
             it->second.done = true;  // later frames are ignored until the transfer goes idle
+            it->second.holds_staging = false;  // its Staging is gone
             ++it;
         } else {
             // Refused (SHA-256 mismatch): forget it, so the next metadata starts afresh.

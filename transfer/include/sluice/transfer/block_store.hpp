@@ -10,6 +10,7 @@
 // restarted receiver all fill the same file. FileBlockStore is the real one;
 // tests use an in-memory store with failure injection.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -54,7 +55,7 @@ private:
     std::vector<std::uint64_t> words_;
 };
 
-/// "<archive sha256 hex>-<K>x<symbol bytes>": one staging area per archive and block layout.
+/// "<archive sha256 hex>-<archive bytes>-<K>x<symbol bytes>": one staging area per archive and block layout.
 [[nodiscard]] std::string staging_key(const TransferInfo& info);
 
 class BlockStore {
@@ -86,7 +87,10 @@ public:
 class FileBlockStore final : public BlockStore {
 public:
     /// Creates `root` if needed. Throws std::runtime_error when it cannot (start-up).
-    explicit FileBlockStore(std::filesystem::path root);
+    /// `max_stagings` (0: no limit) bounds the archives partly received at once:
+    /// open() of a new one beyond it fails, so forged announcements cannot
+    /// exhaust inodes or disk.
+    explicit FileBlockStore(std::filesystem::path root, std::size_t max_stagings = 0);
     ~FileBlockStore() override;
     FileBlockStore(const FileBlockStore&) = delete;
     FileBlockStore& operator=(const FileBlockStore&) = delete;
@@ -98,6 +102,14 @@ public:
 
     /// Waits until every checkpoint handed over so far is on disk.
     void flush();
+    /// Waits until the checkpoints of `key` handed over so far are on disk.
+    void flush(const std::string& key);
+    /// Whether a staging area exists for `key` (finalize failed on I/O, not on a digest mismatch).
+    [[nodiscard]] bool has_staging(const std::string& key) const;
+    /// Removes staging areas not in use whose progress is older than `max_age`
+    /// (archives never completed nor re-sent). Returns how many.
+    std::size_t sweep(std::chrono::hours max_age);
+    [[nodiscard]] std::size_t staging_count() const;
     /// Path of the archive being rebuilt for `key`.
     [[nodiscard]] std::filesystem::path archive_path(const std::string& key) const;
     /// Syncs and hashes the assembled archive; on a SHA-256 match returns its

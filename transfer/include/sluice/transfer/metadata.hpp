@@ -37,6 +37,10 @@ struct InfoLimits {
     std::size_t min_symbol_bytes = 64;
     std::size_t max_symbol_bytes = 8900;           ///< a jumbo frame
     unsigned max_interleave = 256;
+    /// Blocks one transfer may have: bounds the receiver's bitmap of held
+    /// blocks (2 MiB at 2^24) whatever is announced. 2^24 blocks of the default
+    /// 64 × 1350 bytes is 1.4 TB.
+    std::uint64_t max_blocks = std::uint64_t{1} << 24;
 };
 
 /// One transfer of one bundle archive.

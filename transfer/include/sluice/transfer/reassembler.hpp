@@ -93,6 +93,7 @@ struct ReassemblerStats {
     std::uint64_t transfers_incomplete = 0;
     std::uint64_t transfers_evicted = 0;       ///< dropped to stay within max_transfers
     std::uint64_t store_errors = 0;
+    std::uint64_t internal_errors = 0;         ///< exceptions caught in on_datagram (out of memory)
 
     [[nodiscard]] std::uint64_t frame_error(FrameError e) const { return frame_errors[static_cast<int>(e)]; }
 };
@@ -135,6 +136,7 @@ private:
     struct Transfer;
     using TransferId = std::pair<std::uint64_t, std::uint64_t>;  // session, transfer
 
+    void handle_datagram(std::span<const std::byte> datagram, TimePoint now);
     void on_metadata(const FrameView& frame, TimePoint now);
     void on_symbol(const FrameView& frame, TimePoint now);
     void symbol_for(struct Transfer& t, std::uint32_t block, std::uint16_t symbol, std::span<const std::byte> payload);
