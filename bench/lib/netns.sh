@@ -53,6 +53,10 @@ netns_up() {
     in_rx_ns ip link set lo up
     in_tx_ns ip addr add "$NETNS_TX_ADDR/30" dev "$NETNS_TX_IF"
     in_rx_ns ip addr add "$NETNS_RX_ADDR/30" dev "$NETNS_RX_IF"
+    # One datagram per packet on the wire, as on a real diode: without this a
+    # veth carries a sender's UDP GSO super-packet (up to 64 datagrams) as one
+    # skb, and the nft rule below would drop 64 datagrams at a time.
+    in_tx_ns ip link set "$NETNS_TX_IF" gso_max_segs 1
     in_tx_ns ip link set "$NETNS_TX_IF" up
     in_rx_ns ip link set "$NETNS_RX_IF" up
     in_rx_ns nft -f - <<NFT

@@ -64,18 +64,37 @@ const BlockCodec::DecodePlan& BlockCodec::plan_for(const std::vector<bool>& pres
     for (unsigned i = 0; i < k; ++i) {
         if (!present[i]) plan.missing.push_back(i);
     }
-    // B = rows of the encode matrix for the sources; data = B^-1 * sources.
-    std::vector<unsigned char> b(static_cast<std::size_t>(k) * k);
-    std::vector<unsigned char> inv(static_cast<std::size_t>(k) * k);
-    for (unsigned r = 0; r < k; ++r) {
-        std::copy_n(matrix_.data() + static_cast<std::size_t>(plan.sources[r]) * k, k, b.data() + static_cast<std::size_t>(r) * k);
+    // Only the r missing data symbols are unknown. With the r parity sources
+    // p_b (the last r of the K sources) and the present data d_i:
+    //   A_mm · x = P + A_mp · d        (A_mm: r×r, parity rows × missing columns)
+    //   x = A_mm⁻¹ · P + (A_mm⁻¹ · A_mp) · d
+    // so one r×r inversion (r ≤ M) replaces a K×K one: ~20 µs instead of ~1 ms
+    // at K = 64, which matters because random loss rarely repeats a pattern.
+    const std::size_t r = plan.missing.size();
+    std::vector<unsigned> parity_rows(plan.sources.end() - static_cast<std::ptrdiff_t>(r), plan.sources.end());
+    auto a = [&](unsigned row, unsigned col) { return matrix_[static_cast<std::size_t>(row) * k + col]; };
+    std::vector<unsigned char> amm(r * r), inv(r * r);
+    for (std::size_t i = 0; i < r; ++i) {
+        for (std::size_t j = 0; j < r; ++j) amm[i * r + j] = a(parity_rows[i], plan.missing[j]);
     }
-    if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0) {
+    if (gf_invert_matrix(amm.data(), inv.data(), static_cast<int>(r)) != 0) {
         throw std::logic_error("FEC: singular Cauchy submatrix");  // cannot happen for a Cauchy matrix
     }
-    std::vector<unsigned char> rows(plan.missing.size() * k);
-    for (std::size_t r = 0; r < plan.missing.size(); ++r) {
-        std::copy_n(inv.data() + static_cast<std::size_t>(plan.missing[r]) * k, k, rows.data() + r * k);
+    std::vector<unsigned char> rows(r * k, 0);
+    for (std::size_t out = 0; out < r; ++out) {
+        unsigned char* row = rows.data() + out * k;
+        for (std::size_t src = 0; src < k; ++src) {
+            const unsigned index = plan.sources[src];
+            if (index >= k) {
+                row[src] = inv[out * r + (src - (k - r))];  // a parity source: its column of A_mm⁻¹
+            } else {
+                unsigned char c = 0;
+                for (std::size_t b = 0; b < r; ++b) {
+                    c ^= gf_mul(inv[out * r + b], a(parity_rows[b], index));
+                }
+                row[src] = c;
+            }
+        }
     }
     plan.tables.resize(static_cast<std::size_t>(32) * k * plan.missing.size());
     ec_init_tables(static_cast<int>(k), static_cast<int>(plan.missing.size()), rows.data(), plan.tables.data());
