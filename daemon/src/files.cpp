@@ -1,5 +1,7 @@
 #include "files.hpp"
 
+#include "sluice/daemon/log.hpp"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -7,6 +9,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <chrono>
 #include <ctime>
 #include <memory>
@@ -156,6 +160,38 @@ bundle::TrustStore load_trust(const std::vector<fs::path>& keys) {
         trust.add(bundle::TrustedKey{path.stem().string(), fingerprint, std::move(*key)});
     }
     return trust;
+}
+
+std::optional<transfer::LinkKey> load_link_key(const std::optional<fs::path>& file) {
+    if (!file) return std::nullopt;
+    std::ifstream in(*file, std::ios::binary);
+    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw std::runtime_error("cannot read link key " + file->string());
+    return transfer::LinkKey(std::as_bytes(std::span(secret.data(), secret.size())));
+}
+
+std::vector<diode::Endpoint> parse_lanes(const std::vector<std::string>& lanes) {
+    std::vector<diode::Endpoint> out;
+    for (const auto& lane : lanes) {
+        auto ep = diode::parse_endpoint(lane);
+        if (!ep) throw std::runtime_error("link.lanes: " + ep.error().message);
+        out.push_back(*ep);
+    }
+    return out;
+}
+
+void require_any_role(const Peer& peer, const RolesConfig& roles) {
+    if (!has_role(peer, Role::operator_, roles) && !has_role(peer, Role::officer, roles) &&
+        !has_role(peer, Role::auditor, roles)) {
+        require_role(peer, Role::operator_, roles);  // throws, naming the operator groups
+    }
+}
+
+void write_metrics(const std::optional<fs::path>& path, std::span<const MetricSample> samples) {
+    if (!path) return;
+    if (auto ok = MetricsFile(*path).write(samples); !ok) {
+        log_warning("metrics_not_written", {{"file", *path}, {"error", ok.error().message}});
+    }
 }
 
 }  // namespace sluice::daemon::files

@@ -1,14 +1,23 @@
 #pragma once
-// File helpers the daemons share (file-private to daemon/): durable small
-// files, copying with a SHA-256 on the way, identifiers and times.
+// Helpers the two daemons share (file-private to daemon/): durable small
+// files, copying with a SHA-256 on the way, identifiers and times, and the
+// start-up pieces both build from their configuration.
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
 
+#include <optional>
+#include <span>
+#include <vector>
+
 #include "sluice/bundle/signing.hpp"
 #include "sluice/core/result.hpp"
+#include "sluice/daemon/control.hpp"
+#include "sluice/daemon/metrics.hpp"
+#include "sluice/diode/endpoint.hpp"
+#include "sluice/transfer/frame.hpp"
 #include "sluice/transfer/metadata.hpp"
 
 namespace sluice::daemon::files {
@@ -34,5 +43,13 @@ struct Copied {
 [[nodiscard]] std::string now_rfc3339();
 /// Loads the trusted public key files (start-up: throws std::runtime_error naming the file).
 [[nodiscard]] bundle::TrustStore load_trust(const std::vector<std::filesystem::path>& keys);
+/// The link key from `key_file`, if configured (start-up: throws on a read error).
+[[nodiscard]] std::optional<transfer::LinkKey> load_link_key(const std::optional<std::filesystem::path>& file);
+/// The configured lanes as endpoints (start-up: throws naming the bad lane).
+[[nodiscard]] std::vector<diode::Endpoint> parse_lanes(const std::vector<std::string>& lanes);
+/// Throws the permission error unless `peer` holds at least one role (read-only commands).
+void require_any_role(const Peer& peer, const RolesConfig& roles);
+/// Writes `samples` to the metrics file when one is configured; a failure is logged, not fatal.
+void write_metrics(const std::optional<std::filesystem::path>& path, std::span<const MetricSample> samples);
 
 }  // namespace sluice::daemon::files

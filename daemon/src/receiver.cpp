@@ -30,21 +30,9 @@ constexpr std::size_t kRecentKept = 32;
 constexpr std::size_t kMaxStagings = 256;                    // archives partly received at once
 constexpr auto kStagingMaxAge = std::chrono::hours(24 * 7);  // unfinished archives kept this long
 
-std::optional<transfer::LinkKey> load_link_key(const std::optional<fs::path>& file) {
-    if (!file) return std::nullopt;
-    std::ifstream in(*file, std::ios::binary);
-    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) throw std::runtime_error("cannot read link key " + file->string());
-    return transfer::LinkKey(std::as_bytes(std::span(secret.data(), secret.size())));
-}
-
 diode::ReceiverOptions receiver_options(const ReceiverConfig& config) {
     diode::ReceiverOptions o;
-    for (const auto& lane : config.link.lanes) {
-        auto ep = diode::parse_endpoint(lane);
-        if (!ep) throw std::runtime_error("link.lanes: " + ep.error().message);
-        o.lanes.push_back(*ep);
-    }
+    o.lanes = files::parse_lanes(config.link.lanes);
     o.rcvbuf_bytes = config.link.rcvbuf_bytes;
     return o;
 }
@@ -94,7 +82,7 @@ struct ReceiverService::Impl {
         : io(io_),
           config(std::move(cfg)),
           trust(std::make_shared<bundle::TrustStore>(files::load_trust(config.trusted_keys))),
-          link_key(load_link_key(config.link.link_key_file)),
+          link_key(files::load_link_key(config.link.link_key_file)),
           store(config.state_dir / "transfers", kMaxStagings),
           reassembler(limits_of(config), store, link_key ? &*link_key : nullptr),
           monitor(config.dead_link_after) {
@@ -413,9 +401,7 @@ struct ReceiverService::Impl {
             {"sluice_receiver_link_up", "1 while frames arrive, 0 after dead_link_after of silence.", MT::gauge, {}, link.up ? 1.0 : 0.0},
             {"sluice_receiver_transfers_in_flight", "Transfers being reassembled.", MT::gauge, {}, double(reassembler.in_flight().size())},
         };
-        if (auto ok = MetricsFile(*path).write(samples); !ok) {
-            log_warning("metrics_not_written", {{"file", *path}, {"error", ok.error().message}});
-        }
+        files::write_metrics(path, samples);
     }
 };
 
@@ -435,10 +421,7 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
                 roles = impl->config.roles;
             }
             if (command == "status") {
-                if (!has_role(peer, Role::operator_, roles) && !has_role(peer, Role::officer, roles) &&
-                    !has_role(peer, Role::auditor, roles)) {
-                    require_role(peer, Role::operator_, roles);
-                }
+                files::require_any_role(peer, roles);
                 return impl->status_json();
             }
             throw std::runtime_error("unknown command \"" + command + "\" (the receiver daemon answers status)");

@@ -108,24 +108,6 @@ struct Sent {
     std::string finished_at;
 };
 
-std::vector<diode::Endpoint> parse_lanes(const std::vector<std::string>& lanes) {
-    std::vector<diode::Endpoint> out;
-    for (const auto& lane : lanes) {
-        auto ep = diode::parse_endpoint(lane);
-        if (!ep) throw std::runtime_error("link.lanes: " + ep.error().message);
-        out.push_back(*ep);
-    }
-    return out;
-}
-
-std::optional<transfer::LinkKey> load_link_key(const std::optional<fs::path>& file) {
-    if (!file) return std::nullopt;
-    std::ifstream in(*file, std::ios::binary);
-    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) throw std::runtime_error("cannot read link key " + file->string());
-    return transfer::LinkKey(std::as_bytes(std::span(secret.data(), secret.size())));
-}
-
 }  // namespace
 
 struct SenderService::Impl {
@@ -164,8 +146,8 @@ struct SenderService::Impl {
         : io(io_),
           config(std::move(cfg)),
           trust(std::make_shared<bundle::TrustStore>(files::load_trust(config.trusted_keys))),
-          link_key(load_link_key(config.link.link_key_file)),
-          sender(diode::SenderOptions{parse_lanes(config.link.lanes), config.link.rate_bits_per_s, 256 * 1024, true,
+          link_key(files::load_link_key(config.link.link_key_file)),
+          sender(diode::SenderOptions{files::parse_lanes(config.link.lanes), config.link.rate_bits_per_s, 256 * 1024, true,
                                       4u << 20}) {
         queue_dir = config.state_dir / "queue";
         outbox_dir = config.state_dir / "outbox";
@@ -349,12 +331,6 @@ struct SenderService::Impl {
             std::lock_guard lock(mutex);
             roles = config.roles;
         }
-        auto any_role = [&] {
-            if (!has_role(peer, Role::operator_, roles) && !has_role(peer, Role::officer, roles) &&
-                !has_role(peer, Role::auditor, roles)) {
-                require_role(peer, Role::operator_, roles);
-            }
-        };
         if (command == "push") {
             require_role(peer, Role::operator_, roles);
             if (!request.contains("path") || !request["path"].is_string()) throw std::runtime_error("push: \"path\" is required");
@@ -381,12 +357,12 @@ struct SenderService::Impl {
             return;
         }
         if (command == "queue") {
-            any_role();
+            files::require_any_role(peer, roles);
             respond(json{{"ok", true}, {"queue", queue_json()}});
             return;
         }
         if (command == "status") {
-            any_role();
+            files::require_any_role(peer, roles);
             json s = status_json();
             s["ok"] = true;
             respond(s);
@@ -668,9 +644,7 @@ struct SenderService::Impl {
             {"sluice_sender_queue_length", "Bundles queued.", MetricType::gauge, {}, double(queued)},
             {"sluice_sender_rate_bits_per_second", "Configured pacing rate.", MetricType::gauge, {}, double(config.link.rate_bits_per_s)},
         };
-        if (auto ok = MetricsFile(*path).write(samples); !ok) {
-            log_warning("metrics_not_written", {{"file", *path}, {"error", ok.error().message}});
-        }
+        files::write_metrics(path, samples);
     }
 
     void schedule_tick() {

@@ -15,7 +15,7 @@
 #      a bundle the receiver does not trust kept under state/refused/
 #   5  frames under the wrong link key are dropped and counted; nothing delivered
 #   6  `sluice queue` lists a high-priority push first, and it is sent next
-#   7  SIGTERM: exit 0, event=stopped, control socket removed; a slow sender keeps
+#   7  SIGHUP reloads; SIGTERM: exit 0, event=stopped, control socket removed; a slow sender keeps
 #      pinging the systemd watchdog and stops promptly
 #   8  configuration errors: exit 2 naming FILE:LINE: KEY
 # Set SLUICE_KEEP_WORK=1 to keep the work directory.
@@ -416,7 +416,11 @@ check "5 nothing was delivered from the wrong-key sender" test ! -e "r1/incoming
 check "5 no transfer was even started from it" sh -c "! grep -q 'bundle=$ID_wrongkey' r1.log"
 check "5 delivered/refused counters unchanged" test "$(delta bundles_delivered)/$(delta bundles_refused)" = "0/0"
 
-# ==== 7. SIGTERM of the receiver ===============================================================
+# ==== 7. SIGHUP reloads, then SIGTERM of the receiver =========================================
+kill -HUP "$R1_PID"
+wait_until 10 log_has r1.log config_reloaded || true
+check "7 receiver: SIGHUP reloads the configuration (event=config_reloaded)" log_has r1.log config_reloaded
+check "7 receiver: still answers after the reload" receiver_status r1/receiver.sock r1-reloaded.json
 stop_process "$R1_PID" TERM
 check "7 receiver: SIGTERM exits 0" test "$rc" -eq 0
 check "7 receiver: logs event=stopped" log_has r1.log stopped

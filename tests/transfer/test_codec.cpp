@@ -601,3 +601,32 @@ TEST_CASE("a transfer left over from a delivered archive does not break a new on
     CHECK(rig.rx->stats().internal_errors == 0);
     CHECK(rig.count(Event::Kind::assembled) == 2);
 }
+
+TEST_CASE("a blackout mid-pass loses only its own blocks; the next pass fills them", "[transfer][loss]") {
+    auto archive = random_archive(3'000'000, 32);
+    auto info = info_for(archive, kSmall, 8, 1, 2);
+    auto frames = frames_of(info, archive, 1, 1);
+    Rig rig;
+    const std::size_t from = frames.size() / 3, to = from + 3000;  // the link is dark for 3000 frames
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        if (i < from || i >= to) rig.feed(frames[i]);
+    }
+    rig.tick(std::chrono::milliseconds(31'000));
+    rig.take();
+    REQUIRE(rig.count(Event::Kind::incomplete) == 1);
+    const auto& inc = rig.events.back();
+    REQUIRE_FALSE(inc.missing.empty());
+    // The holes are one contiguous stretch of groups around the blackout.
+    CHECK(inc.missing.size() == 1);
+    const std::uint64_t lost = inc.missing[0].second - inc.missing[0].first + 1;
+    CHECK(lost % 8 == 0);                 // whole interleave groups
+    CHECK(lost <= 3000 / (16 + 8) + 16);  // about the frames lost, spread over groups
+    auto pass2 = info;
+    pass2.pass = 2;
+    Impairments light;
+    light.drop = 0.05;
+    LossyLink link(light, 33);
+    send(rig, frames_of(pass2, archive, 1, 1), link);
+    REQUIRE(rig.count(Event::Kind::assembled) == 1);
+    CHECK(rig.store.areas.at(staging_key(info)).bytes == archive);
+}
