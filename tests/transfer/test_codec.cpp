@@ -40,7 +40,7 @@ Sha256 sha256(const Bytes& b) {
 TransferInfo info_for(const Bytes& archive, FecParams fec, unsigned interleave, std::uint32_t pass = 1,
                       std::uint32_t passes = 1) {
     TransferInfo info;
-    info.bundle_id = sha256(Bytes(archive.begin(), archive.begin() + 16));
+    info.bundle_id = sha256(Bytes(archive.begin(), archive.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(16, archive.size()))));
     info.archive_bytes = archive.size();
     info.archive_sha256 = sha256(archive);
     info.fec = fec;
