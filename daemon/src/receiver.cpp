@@ -120,14 +120,14 @@ struct ReceiverService::Impl {
             const std::string bundle = transfer::to_hex(ev.info.bundle_id);
             switch (ev.kind) {
                 case transfer::Event::Kind::started:
-                    monitor.on_transfer_seen(ev.session, ev.transfer);
+                    monitor.on_transfer_seen(ev.transfer);
                     log_info("transfer_started", {{"bundle", bundle}, {"transfer", ev.transfer}, {"channel", ev.info.channel},
                                                   {"version", ev.info.version}, {"bytes", ev.info.archive_bytes},
                                                   {"pass", ev.info.pass}, {"blocks_held", ev.blocks_held},
                                                   {"blocks", ev.info.blocks()}});
                     break;
                 case transfer::Event::Kind::delivered_before:
-                    monitor.on_transfer_seen(ev.session, ev.transfer);
+                    monitor.on_transfer_seen(ev.transfer);
                     log_info("transfer_already_delivered", {{"bundle", bundle}, {"transfer", ev.transfer}});
                     break;
                 case transfer::Event::Kind::assembled:
@@ -331,9 +331,7 @@ struct ReceiverService::Impl {
                          {"kernel_drops", udp_stats.kernel_drops},
                          {"frame_errors", errors},
                          {"checksum_failures", st.frame_error(transfer::FrameError::bad_checksum)},
-                         {"mac_failures", st.frame_error(transfer::FrameError::bad_mac) +
-                                              st.frame_error(transfer::FrameError::missing_mac) +
-                                              st.frame_error(transfer::FrameError::unexpected_mac)},
+                         {"mac_failures", st.mac_failures()},
                          {"symbols", st.symbol_frames},
                          {"symbols_rebuilt", st.symbols_rebuilt},
                          {"symbols_missing", st.symbols_missing},
@@ -389,7 +387,7 @@ struct ReceiverService::Impl {
             {"sluice_receiver_bytes_total", "Datagram bytes received.", MT::counter, {}, double(u.bytes)},
             {"sluice_receiver_kernel_drops_total", "Datagrams the kernel dropped on a full receive buffer.", MT::counter, {}, double(u.kernel_drops)},
             {"sluice_receiver_checksum_failures_total", "Frames dropped for a checksum mismatch.", MT::counter, {}, double(st.frame_error(transfer::FrameError::bad_checksum))},
-            {"sluice_receiver_mac_failures_total", "Frames dropped for a missing, wrong or unexpected MAC.", MT::counter, {}, double(st.frame_error(transfer::FrameError::bad_mac) + st.frame_error(transfer::FrameError::missing_mac) + st.frame_error(transfer::FrameError::unexpected_mac))},
+            {"sluice_receiver_mac_failures_total", "Frames dropped for a missing, wrong or unexpected MAC.", MT::counter, {}, double(st.mac_failures())},
             {"sluice_receiver_symbols_rebuilt_total", "Data symbols rebuilt from parity.", MT::counter, {}, double(st.symbols_rebuilt)},
             {"sluice_receiver_symbols_missing_total", "Symbols short in blocks given up for a pass.", MT::counter, {}, double(st.symbols_missing)},
             {"sluice_receiver_blocks_recovered_total", "Blocks rebuilt with parity.", MT::counter, {}, double(st.blocks_recovered)},

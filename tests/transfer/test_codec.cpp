@@ -525,7 +525,7 @@ TEST_CASE("the link monitor reports dead links, lost heartbeats, restarts and mi
     CHECK(kinds().empty());
     mon.on_tick(t += std::chrono::seconds(1));
     CHECK(kinds() == std::vector{LinkAlarm::Kind::link_dead});
-    mon.on_transfer_seen(2, 10);
+    mon.on_transfer_seen(10);
     hb.sequence = 1;
     // The first heartbeat of a session is the baseline: 9 finished before this
     // receiver was listening (or was delivered before a restart), not a miss.

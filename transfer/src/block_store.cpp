@@ -278,8 +278,7 @@ Result<BlockStore::Opened> FileBlockStore::open(const std::string& key, const Tr
     }
     fs::path dir = impl_->dir(key);
     if (!fs::exists(dir, ec) && impl_->max_stagings > 0) {
-        std::size_t n = 0;
-        for (auto it = fs::directory_iterator(impl_->root / "staging", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+        const std::size_t n = staging_count();
         if (n >= impl_->max_stagings) {
             return fail("too many archives partly received (" + std::to_string(n) +
                         "): not starting another until older ones complete or expire");

@@ -42,9 +42,7 @@ void LinkMonitor::on_heartbeat(std::uint64_t session, const Heartbeat& hb, TimeP
     state_.last_heartbeat = now;
     ++state_.heartbeats;
     for (const auto& r : hb.recent) {
-        // By transfer id alone: a restarted sender keeps the transfer ids of its
-        // queued bundles under a new session.
-        std::pair id{std::uint64_t{0}, r.transfer};
+        const std::uint64_t id = r.transfer;
         if (first_of_session) {
             reported_.insert(id);
             continue;
@@ -52,16 +50,15 @@ void LinkMonitor::on_heartbeat(std::uint64_t session, const Heartbeat& hb, TimeP
         if (r.passes_done == 0 || seen_.count(id) || reported_.count(id)) continue;
         // A full pass went out and not one metadata frame of it arrived.
         reported_.insert(id);
-        if (reported_.size() > kRemembered) reported_.erase(reported_.begin());
         ++state_.transfers_missed;
         alarms_.push_back({LinkAlarm::Kind::transfer_missed, session, r.transfer, r.bundle_id, 0});
     }
+    while (reported_.size() > kRemembered) reported_.erase(reported_.begin());  // baselines included
 }
 
-void LinkMonitor::on_transfer_seen(std::uint64_t /*session*/, std::uint64_t transfer) {
-    std::pair id{std::uint64_t{0}, transfer};
-    if (!seen_.insert(id).second) return;
-    seen_order_.push_back(id);
+void LinkMonitor::on_transfer_seen(std::uint64_t transfer) {
+    if (!seen_.insert(transfer).second) return;
+    seen_order_.push_back(transfer);
     if (seen_order_.size() > kRemembered) {
         seen_.erase(seen_order_.front());
         seen_order_.pop_front();

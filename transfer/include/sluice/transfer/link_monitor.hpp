@@ -57,7 +57,8 @@ public:
 
     void on_frame(TimePoint now);
     void on_heartbeat(std::uint64_t session, const Heartbeat& heartbeat, TimePoint now);
-    void on_transfer_seen(std::uint64_t session, std::uint64_t transfer);
+    /// By transfer id alone: a restarted sender keeps the ids of its queued bundles under a new session.
+    void on_transfer_seen(std::uint64_t transfer);
     void on_tick(TimePoint now);
 
     [[nodiscard]] std::vector<LinkAlarm> drain() { return std::exchange(alarms_, {}); }
@@ -67,9 +68,9 @@ private:
     std::chrono::milliseconds dead_after_;
     LinkState state_;
     std::vector<LinkAlarm> alarms_;
-    std::set<std::pair<std::uint64_t, std::uint64_t>> seen_;
-    std::deque<std::pair<std::uint64_t, std::uint64_t>> seen_order_;
-    std::set<std::pair<std::uint64_t, std::uint64_t>> reported_;
+    std::set<std::uint64_t> seen_;  // transfer ids
+    std::deque<std::uint64_t> seen_order_;
+    std::set<std::uint64_t> reported_;
 };
 
 }  // namespace sluice::transfer

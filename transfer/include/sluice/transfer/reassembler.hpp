@@ -96,6 +96,11 @@ struct ReassemblerStats {
     std::uint64_t internal_errors = 0;         ///< exceptions caught in on_datagram (out of memory)
 
     [[nodiscard]] std::uint64_t frame_error(FrameError e) const { return frame_errors[static_cast<int>(e)]; }
+    /// Frames dropped for a missing, wrong or unexpected MAC.
+    [[nodiscard]] std::uint64_t mac_failures() const {
+        return frame_error(FrameError::bad_mac) + frame_error(FrameError::missing_mac) +
+               frame_error(FrameError::unexpected_mac);
+    }
 };
 
 /// One transfer in flight, for `sluice status`.
