@@ -11,9 +11,10 @@ packages=(
     build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
     # libraries
     libssl-dev libarchive-dev nlohmann-json3-dev libcli11-dev catch2 libisal-dev libxxhash-dev
-    libboost-dev libtomlplusplus-dev libsystemd-dev
+    libboost-dev libtomlplusplus-dev libsystemd-dev libmagic-dev libsqlite3-dev
     # tools the tests, demo and benchmarks call
     openssl coreutils time xxd python3 iperf3 udpcast nftables iproute2
+    clamav-daemon passwd util-linux sqlite3
 )
 
 as_root() {
