@@ -177,6 +177,7 @@ std::string format_release(const Release& r) {
     j["created_at"] = r.created_at;
     j["created_by"] = r.created_by;
     j["artifacts"] = r.artifacts;
+    if (r.rollback) j["rollback"] = true;  // absent otherwise: earlier bundles keep their exact bytes
     // Invalid UTF-8 cannot reach here through validate_release; replace rather than throw regardless.
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -190,7 +191,7 @@ Result<Release> parse_release(std::string_view bytes) {
 
     static constexpr std::string_view kKnown[] = {"schema",      "channel",    "version",    "previous_version",
                                                   "changes",     "reason",     "approved_by", "rollback_to",
-                                                  "created_at",  "created_by", "artifacts"};
+                                                  "created_at",  "created_by", "artifacts",  "rollback"};
     for (const auto& [key, value] : j.items()) {
         if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
             return fail("release.json has unknown field '" + detail::printable(key, 80) + "'");
@@ -217,6 +218,10 @@ Result<Release> parse_release(std::string_view bytes) {
     if (auto it = j.find("previous_version"); it != j.end() && !it->is_null()) {
         if (!it->is_string()) return fail("release.json: field 'previous_version' must be a string or null");
         r.previous_version = it->get<std::string>();
+    }
+    if (auto it = j.find("rollback"); it != j.end()) {
+        if (!it->is_boolean()) return fail("release.json: field 'rollback' must be true or false");
+        r.rollback = it->get<bool>();
     }
     if (auto it = j.find("artifacts"); it != j.end()) {
         if (!it->is_object()) return fail("release.json: field 'artifacts' must be an object");

@@ -6,6 +6,7 @@
 
 #include "bundle_commands.hpp"
 #include "daemon_commands.hpp"
+#include "import_commands.hpp"
 #include "output.hpp"
 #include "sluice/core/version.hpp"
 
@@ -21,6 +22,7 @@ int run(int argc, char** argv) {
     add_keygen_command(app, exit_code);
     add_bundle_commands(app, exit_code);
     add_daemon_commands(app, exit_code);
+    add_import_commands(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -68,7 +68,7 @@ void print_release(const b::Release& r) {
               << "changes      " << r.changes << '\n'
               << "reason       " << r.reason << '\n'
               << "approved by  " << r.approved_by << '\n'
-              << "rollback to  " << r.rollback_to << '\n'
+              << "rollback to  " << r.rollback_to << (r.rollback ? "   (this bundle is a signed rollback)" : "") << '\n'
               << "created      " << r.created_at << " by " << r.created_by << '\n';
 }
 
@@ -131,6 +131,7 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
             std::vector<std::string> keys;
             unsigned threads = 0;
             bool sync = false;
+            bool rollback = false;
         };
         auto o = std::make_shared<Opts>();
         auto* cmd = bundle->add_subcommand("create", "Package a directory of release artifacts as a signed bundle");
@@ -150,8 +151,11 @@ void add_bundle_commands(CLI::App& app, int& exit_code) {
         cmd->add_option("--threads", o->threads, "Hashing threads, 1-64 (default: one per CPU, at most 8)")
             ->check(CLI::Range(1U, 64U));
         cmd->add_flag("--sync", o->sync, "Wait until the bag is on disk before returning (see docs/cli.md)");
+        cmd->add_flag("--rollback", o->rollback,
+                      "Mark this bundle as a signed rollback: it re-ships a version older than the channel's newest");
         cmd->callback([o, &exit_code] {
             b::CreateOptions c;
+            c.release.rollback = o->rollback;
             c.source = o->src;
             c.out = o->out;
             c.release.channel = o->channel;

@@ -15,9 +15,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace sluice::cli {
-namespace {
 
-constexpr auto kTimeout = std::chrono::seconds(600);  // a push verifies the whole bundle before answering
+constexpr auto kTimeout = std::chrono::seconds(3600);  // a push verifies, an approval releases, the whole bundle
 
 std::string default_socket(const char* env, const char* fallback) {
     const char* v = std::getenv(env);
@@ -38,6 +37,8 @@ std::optional<json> call(const std::string& socket, const json& request, int& ex
         return std::nullopt;
     }
 }
+
+namespace {
 
 std::string mbit(double bits) {
     std::ostringstream out;

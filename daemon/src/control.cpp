@@ -369,11 +369,15 @@ ControlServer::ControlServer(asio::io_context& io, fs::path socket_path, AsyncCo
         state_->dev = st.st_dev;
         state_->ino = st.st_ino;
     }
-    // Group members may connect; the handler decides what each role may do.
-    if (::chmod(path.c_str(), 0660) != 0) {
+    // Any local user may connect: every request is authorised by the caller's
+    // kernel credentials (SO_PEERCRED) and roles, and a caller without the role
+    // gets an answer that says which group it lacks rather than a bare EACCES.
+    // Officers, operators and auditors are in different groups, so no single
+    // socket group could admit them all.
+    if (::chmod(path.c_str(), 0666) != 0) {
         const int err = errno;
         ::unlink(path.c_str());
-        refuse(path, std::string("chmod 0660: ") + std::strerror(err));
+        refuse(path, std::string("chmod 0666: ") + std::strerror(err));
     }
     state_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "files.hpp"
+#include "import_service.hpp"
 #include "sluice/bundle/bundle.hpp"
 #include "sluice/daemon/control.hpp"
 #include "sluice/daemon/log.hpp"
@@ -65,12 +66,14 @@ struct ReceiverService::Impl {
     fs::path refused_dir;
     std::unique_ptr<diode::UdpReceiver> udp;
     std::unique_ptr<ControlServer> control;
+    std::unique_ptr<ImportService> imports;  // with [import]: quarantine, scan, policy, release
     boost::asio::thread_pool finalizer{1};
     boost::asio::steady_timer tick_timer{io};
     std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
     std::uint64_t valid_frames_seen = 0;
     SteadyClock::time_point last_metrics{};
     SteadyClock::time_point last_sweep{};
+    SteadyClock::time_point last_import_retry = SteadyClock::now();
     bool stopped = false;
 
     mutable std::mutex mutex;  // guards `config` parts reloadable from SIGHUP and `delivered`
@@ -95,6 +98,7 @@ struct ReceiverService::Impl {
             fs::create_directories(d, ec);
             if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
         }
+        if (config.import) imports = std::make_unique<ImportService>(*config.import, config.incoming_dir, config.state_dir);
     }
 
     void remember(std::deque<json>& list, json entry) {
@@ -218,6 +222,7 @@ struct ReceiverService::Impl {
                 // marker): archives are canonical, so the same bundle id is the
                 // same bytes. Record it and drop the copy.
                 log_info("bundle_already_in_incoming", {{"bundle", bundle}, {"path", target}});
+                if (imports) imports->on_delivered(target);
             } else if (auto moved = files::move_no_replace(*path, target); !moved) {
                 // Still staged and still marked as finalizing: retried later,
                 // never re-assembled in a loop.
@@ -239,6 +244,7 @@ struct ReceiverService::Impl {
                 ++bundles_delivered;
             }
             remember(delivered, entry);
+            if (imports) imports->on_delivered(target);
         } else {
             // The archive is exactly what was sent (its SHA-256 matched) and it is
             // refused: keep it for the record and do not assemble it again.
@@ -285,6 +291,10 @@ struct ReceiverService::Impl {
                 boost::asio::post(finalizer, [this] {
                     if (auto n = store.sweep(kStagingMaxAge)) log_notice("staging_expired", {{"archives", n}});
                 });
+            }
+            if (imports && now - last_import_retry >= std::chrono::minutes(1)) {
+                last_import_retry = now;
+                imports->retry();
             }
             if (now - last_metrics >= std::chrono::seconds(1)) {
                 last_metrics = now;
@@ -362,6 +372,7 @@ struct ReceiverService::Impl {
         s["counters"]["bundles_refused"] = bundles_refused;
         s["received"] = json(std::vector<json>(delivered.rbegin(), delivered.rend()));
         s["alarms"] = json(std::vector<json>(alarms.rbegin(), alarms.rend()));
+        s["imports"] = imports ? imports->summary() : json(nullptr);
         return s;
     }
 
@@ -411,7 +422,8 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
         [impl](std::span<const std::span<const std::byte>> datagrams) { impl->on_batch(datagrams); });
     if (!impl->udp->warning().empty()) log_warning("receive_buffer_capped", {{"detail", impl->udp->warning()}});
     impl->control = std::make_unique<ControlServer>(
-        io, impl->config.control_socket, ControlHandler([impl](const json& request, const Peer& peer) -> json {
+        io, impl->config.control_socket,
+        AsyncControlHandler([impl](const json& request, const Peer& peer, ControlResponder respond) {
             const std::string command = request.at("command").get<std::string>();
             RolesConfig roles;
             {
@@ -420,15 +432,25 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
             }
             if (command == "status") {
                 files::require_any_role(peer, roles);
-                return impl->status_json();
+                return respond(impl->status_json());
             }
-            throw std::runtime_error("unknown command \"" + command + "\" (the receiver daemon answers status)");
+            if (ImportService::handles(command)) {
+                if (!impl->imports)
+                    throw std::runtime_error("this receiver does not import (no [import] section in " +
+                                             impl->config.config_file.string() + "); see docs/import.md");
+                return impl->imports->handle(request, peer, roles, std::move(respond));
+            }
+            throw std::runtime_error("unknown command \"" + command +
+                                     "\" (the receiver daemon answers status, pending, show, approve, reject, "
+                                     "rescan, releases, rollback)");
         }));
     impl->schedule_tick();
+    if (impl->imports) impl->imports->resume();
     log_info("receiver_started", {{"lanes", impl->config.link.lanes.size()},
                                   {"port", impl->udp->local_port(0)},
                                   {"receive_buffer", impl->udp->effective_rcvbuf()},
                                   {"mac", impl->link_key.has_value()},
+                                  {"import", impl->imports != nullptr},
                                   {"control_socket", impl->config.control_socket}});
 }
 
@@ -441,6 +463,7 @@ void ReceiverService::stop() {
     if (impl_->udp) impl_->udp->stop();
     if (impl_->control) impl_->control->stop();
     impl_->finalizer.join();  // a delivery in flight completes
+    if (impl_->imports) impl_->imports->stop();  // a scan in flight is cut short and resumed on the next start
     // Checkpoint everything held so far (as if every transfer went idle now).
     impl_->reassembler.on_tick(SteadyClock::now() + std::chrono::hours(24 * 365));
     for (auto& ev : impl_->reassembler.drain()) (void)ev;  // incomplete reports of a shutdown are not news
@@ -458,6 +481,13 @@ void ReceiverService::reload() {
         impl_->config.min_signers = fresh.min_signers;
         impl_->config.roles = fresh.roles;
         impl_->config.metrics_file = fresh.metrics_file;
+    }
+    if (impl_->imports && fresh.import) {
+        impl_->imports->set_policy(fresh.import->policy);
+        log_info("policy_reloaded", {{"file", fresh.import->policy_file}, {"channels", fresh.import->policy->channels.size()}});
+    }
+    if (fresh.import.has_value() != (impl_->imports != nullptr)) {
+        log_warning("config_change_needs_restart", {{"section", "import"}});
     }
     log_info("config_reloaded", {{"file", impl_->config.config_file}});
     if (fresh.link.lanes != impl_->config.link.lanes || fresh.state_dir != impl_->config.state_dir) {

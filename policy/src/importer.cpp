@@ -1,1 +1,696 @@
-// (being written)
+#include "sluice/policy/importer.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "sluice/bundle/bundle.hpp"
+#include "sluice/bundle/digest.hpp"
+#include "sluice/policy/process.hpp"
+#include "sluice/policy/version.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace sluice::policy {
+namespace {
+
+std::string now_text() { return bundle::format_rfc3339(static_cast<long long>(std::time(nullptr))); }
+
+std::string short_id(const std::string& id) { return id.substr(0, 12); }
+
+/// Writes `bytes` beside `path`, fsyncs, renames over it and fsyncs the directory.
+Result<void> write_durably(const fs::path& path, const std::string& bytes) {
+    const fs::path tmp = path.string() + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return fail("cannot write " + tmp.string() + ": " + std::strerror(errno));
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            return fail("cannot write " + tmp.string() + ": " + std::strerror(err));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fdatasync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return fail("cannot write " + tmp.string() + ": " + std::strerror(err));
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        return fail("cannot rename " + tmp.string() + ": " + std::strerror(err));
+    }
+    int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        ::fsync(dir);
+        ::close(dir);
+    }
+    return {};
+}
+
+Result<json> read_json(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return fail("cannot read " + path.string() + ": " + std::strerror(errno));
+    std::stringstream text;
+    text << in.rdbuf();
+    json j = json::parse(text.str(), nullptr, false);
+    if (j.is_discarded()) return fail(path.string() + ": not valid JSON (a damaged state file)");
+    return j;
+}
+
+/// Quarantine is read-only: files r--r-----, directories r-xr-x---.
+void make_read_only(const fs::path& root) {
+    std::error_code ec;
+    std::vector<fs::path> dirs;
+    for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+        if (it->is_directory(ec)) dirs.push_back(it->path());
+        else ::chmod(it->path().c_str(), 0440);
+    }
+    for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) ::chmod(d->c_str(), 0550);
+    ::chmod(root.c_str(), 0550);
+}
+
+void make_writable(const fs::path& root) {
+    std::error_code ec;
+    ::chmod(root.c_str(), 0750);
+    for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+        if (it->is_directory(ec)) ::chmod(it->path().c_str(), 0750);
+    }
+}
+
+bool is_hex_id(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// Whether the release directory at `dir` holds bundle `id` (its tagmanifest hashes to it).
+bool holds_bundle(const fs::path& dir, const std::string& id) {
+    std::ifstream in(dir / "tagmanifest-sha256.txt", std::ios::binary);
+    if (!in) return false;
+    std::stringstream text;
+    text << in.rdbuf();
+    return bundle::to_hex(bundle::sha256(text.str())) == id;
+}
+
+}  // namespace
+
+Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, EventSink sink)
+    : paths_(std::move(paths)), sink_(std::move(sink)), store_(paths_.releases), policy_(std::move(policy)) {
+    for (const auto& d : {paths_.incoming, paths_.quarantine, paths_.state / "imports", paths_.state / "channels", paths_.releases}) {
+        std::error_code ec;
+        fs::create_directories(d, ec);
+        if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
+    }
+    ::chmod(paths_.quarantine.c_str(), 0750);
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(paths_.state / "imports", ec)) {
+        if (entry.path().extension() != ".json") continue;
+        auto j = read_json(entry.path());
+        if (!j) throw std::runtime_error(j.error().message);
+        auto r = record_from_json(*j);
+        if (!r) throw std::runtime_error(entry.path().string() + ": " + r.error().message);
+        records_.emplace(r->bundle_id, std::move(*r));
+    }
+    for (const auto& entry : fs::directory_iterator(paths_.state / "channels", ec)) {
+        if (entry.path().extension() != ".json") continue;
+        auto j = read_json(entry.path());
+        if (!j) throw std::runtime_error(j.error().message);
+        try {
+            ChannelData data;
+            if (!(*j)["highest"].is_null()) data.highest = (*j)["highest"].get<std::string>();
+            for (const auto& e : (*j)["released"])
+                data.released.push_back({e.at("version").get<std::string>(), e.at("bundle").get<std::string>(),
+                                         e.at("at").get<std::string>(), e.at("by").get<std::string>()});
+            for (const auto& e : (*j)["rollbacks"]) data.rollbacks.push_back(e);
+            channels_[entry.path().stem().string()] = std::move(data);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(entry.path().string() + ": damaged channel history: " + e.what());
+        }
+    }
+    if (auto n = store_.sweep_partials()) sink_("release_partials_removed", {{"count", n}});
+}
+
+void Importer::set_policy(std::shared_ptr<const Policy> policy) {
+    std::lock_guard lock(mutex_);
+    policy_ = std::move(policy);
+}
+
+std::shared_ptr<const Policy> Importer::policy() const {
+    std::lock_guard lock(mutex_);
+    return policy_;
+}
+
+void Importer::emit(std::string_view event, const ImportRecord& r, json fields) const {
+    fields["bundle"] = r.bundle_id;
+    if (!r.channel.empty()) fields["channel"] = r.channel;
+    if (!r.version.empty()) fields["version"] = r.version;
+    if (!fields.contains("state")) fields["state"] = to_string(r.state);
+    if (sink_) sink_(event, fields);
+}
+
+Result<void> Importer::save(const ImportRecord& r) {
+    auto ok = write_durably(paths_.state / "imports" / (r.bundle_id + ".json"), to_json(r).dump(2) + "\n");
+    if (!ok) return ok;
+    std::lock_guard lock(mutex_);
+    records_[r.bundle_id] = r;
+    return {};
+}
+
+Result<void> Importer::save_channel(const std::string& channel) {
+    json j;
+    {
+        std::lock_guard lock(mutex_);
+        const auto& data = channels_[channel];
+        j["highest"] = data.highest ? json(*data.highest) : json(nullptr);
+        j["released"] = json::array();
+        for (const auto& e : data.released)
+            j["released"].push_back({{"version", e.version}, {"bundle", e.bundle_id}, {"at", e.released_at}, {"by", e.released_by}});
+        j["rollbacks"] = data.rollbacks;
+    }
+    return write_durably(paths_.state / "channels" / (channel + ".json"), j.dump(2) + "\n");
+}
+
+Result<std::string> Importer::resolve_locked(const std::string& id_or_prefix) const {
+    std::string p = id_or_prefix;
+    std::transform(p.begin(), p.end(), p.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!is_hex_id(p) || p.size() > 64) return fail("\"" + id_or_prefix + "\" is not a bundle id (hex digits, as `sluice pending` shows)");
+    if (p.size() < 6) return fail("bundle id prefix \"" + id_or_prefix + "\" is too short: give at least 6 hex digits");
+    std::vector<std::string> hits;
+    for (auto it = records_.lower_bound(p); it != records_.end() && it->first.compare(0, p.size(), p) == 0; ++it)
+        hits.push_back(it->first);
+    if (hits.empty()) return fail("no bundle " + id_or_prefix + " here (see `sluice pending` or `sluice show`)");
+    if (hits.size() > 1) return fail("bundle id prefix " + id_or_prefix + " is ambiguous: give more digits");
+    return hits.front();
+}
+
+Result<ImportRecord> Importer::find(const std::string& id_or_prefix) const {
+    std::lock_guard lock(mutex_);
+    auto id = resolve_locked(id_or_prefix);
+    if (!id) return id.error();
+    return records_.at(*id);
+}
+
+Result<ImportRecord> Importer::claim(const std::string& id_or_prefix) {
+    std::lock_guard lock(mutex_);
+    auto id = resolve_locked(id_or_prefix);
+    if (!id) return id.error();
+    if (busy_.count(*id) != 0)
+        return fail("bundle " + short_id(*id) + " is being worked on (scanning or releasing); try again in a moment");
+    busy_.insert(*id);
+    return records_.at(*id);
+}
+
+void Importer::unclaim(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    busy_.erase(id);
+}
+
+std::vector<ImportRecord> Importer::list(const std::set<ImportState>& states) const {
+    std::lock_guard lock(mutex_);
+    std::vector<ImportRecord> out;
+    for (const auto& [id, r] : records_) {
+        if (states.empty() || states.count(r.state) != 0) out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(), [](const ImportRecord& a, const ImportRecord& b) {
+        return a.received_at != b.received_at ? a.received_at > b.received_at : a.bundle_id < b.bundle_id;
+    });
+    return out;
+}
+
+ChannelHistory Importer::history_locked(const std::string& channel) const {
+    ChannelHistory h;
+    if (auto it = channels_.find(channel); it != channels_.end()) {
+        h.highest_released = it->second.highest;
+        for (const auto& e : it->second.released) h.released.push_back(e.version);
+    }
+    h.current = store_.current(channel);
+    return h;
+}
+
+ChannelHistory Importer::history(const std::string& channel) const {
+    std::lock_guard lock(mutex_);
+    return history_locked(channel);
+}
+
+Importer::Backlog Importer::backlog() const {
+    Backlog b;
+    std::lock_guard lock(mutex_);
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(paths_.incoming, ec)) {
+        const auto& p = entry.path();
+        if (p.extension() != ".tar" || !is_hex_id(p.stem().string())) continue;
+        b.to_admit.push_back(p);
+    }
+    for (const auto& [id, r] : records_) {
+        const bool redo = r.state == ImportState::failed || r.state == ImportState::quarantined || r.state == ImportState::scanning;
+        const fs::path archive = paths_.incoming / (id + ".tar");
+        if (redo && std::find(b.to_admit.begin(), b.to_admit.end(), archive) == b.to_admit.end()) b.to_admit.push_back(archive);
+        if (r.state == ImportState::approved) b.to_release.push_back(id);
+    }
+    std::sort(b.to_admit.begin(), b.to_admit.end());
+    return b;
+}
+
+void Importer::remove_quarantine(const std::string& id) {
+    const fs::path q = paths_.quarantine / id;
+    make_writable(q);
+    std::error_code ec;
+    fs::remove_all(q, ec);
+}
+
+Result<ImportRecord> Importer::admit(const fs::path& archive, const std::atomic<bool>& stop) {
+    const std::string id = archive.stem().string();
+    if (!is_hex_id(id) || id.size() != 64) return fail(archive.string() + ": not named <bundle-id>.tar");
+    std::optional<ImportRecord> existing;
+    {
+        std::lock_guard lock(mutex_);
+        if (busy_.count(id) != 0) return fail("bundle " + short_id(id) + " is already being imported");
+        if (auto it = records_.find(id); it != records_.end()) existing = it->second;
+        const bool redo = existing && (existing->state == ImportState::failed || existing->state == ImportState::quarantined ||
+                                       existing->state == ImportState::scanning);
+        if (existing && !redo) {
+            // The same bundle again: a replay (or a re-send after a lost delivery
+            // marker). The first record stands; this copy goes.
+            std::error_code ec;
+            fs::remove(archive, ec);
+            emit("bundle_replayed", *existing,
+                 {{"outcome", "refused"}, {"reason", "bundle " + short_id(id) + " was imported before (now " +
+                                                         std::string(to_string(existing->state)) + "); the copy is discarded"}});
+            return *existing;
+        }
+        busy_.insert(id);
+    }
+    struct Unclaim {
+        Importer* self;
+        std::string id;
+        ~Unclaim() { self->unclaim(id); }
+    } unclaim_guard{this, id};
+
+    ImportRecord rec;
+    if (existing) {
+        rec = *existing;
+    } else {
+        rec.bundle_id = id;
+        rec.received_at = now_text();
+        rec.history.push_back({"", "received", rec.received_at, "system", archive.string()});
+    }
+    const fs::path qdir = paths_.quarantine / id;
+    std::error_code ec;
+    if (!fs::exists(qdir, ec)) {
+        if (!fs::exists(archive, ec)) {
+            rec.state_reason = "the archive " + archive.string() + " is gone and nothing is in quarantine";
+            if (rec.state != ImportState::failed) rec.transition(ImportState::failed, Actor::system(), now_text(), rec.state_reason);
+            if (auto ok = save(rec); !ok) return ok.error();
+            emit("quarantine_failed", rec, {{"outcome", "error"}, {"error", rec.state_reason}});
+            return rec;
+        }
+        auto unpacked = bundle::unpack_archive(archive, qdir);
+        if (!unpacked) {
+            // The archive verified on arrival, so this is the disk (full, I/O): keep
+            // it in incoming/ and try again later.
+            ++rec.attempts;
+            rec.state_reason = "cannot quarantine: " + unpacked.error().message + " (retried every minute; attempt " +
+                               std::to_string(rec.attempts) + ")";
+            if (rec.state != ImportState::failed) rec.transition(ImportState::failed, Actor::system(), now_text(), unpacked.error().message);
+            if (auto ok = save(rec); !ok) return ok.error().within("cannot record a failed quarantine");
+            emit("quarantine_failed", rec, {{"outcome", "error"}, {"error", unpacked.error().message}, {"attempt", rec.attempts}});
+            return rec;
+        }
+        make_read_only(qdir);
+        rec.payload_files = unpacked->files;
+        rec.payload_bytes = unpacked->bytes;
+    } else {
+        make_read_only(qdir);  // idempotent: a crash may have come between unpack and chmod
+    }
+    if (rec.state != ImportState::quarantined) {
+        rec.state_reason.clear();
+        rec.transition(ImportState::quarantined, Actor::system(), now_text(), qdir.string());
+    }
+    if (auto ok = save(rec); !ok) return ok.error().within("cannot record the quarantine");
+    fs::remove(archive, ec);  // quarantine and its record are durable; the archive is no longer needed
+    emit("bundle_quarantined", rec, {{"path", qdir.string()}, {"outcome", "ok"}});
+    return evaluate(std::move(rec), stop);
+}
+
+Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool>& stop) {
+    const fs::path qdir = paths_.quarantine / rec.bundle_id;
+    auto policy = this->policy();
+    auto end_rejected = [&](std::string why) -> Result<ImportRecord> {
+        rec.state_reason = std::move(why);
+        rec.transition(ImportState::rejected, Actor::system(), now_text(), rec.state_reason);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", rec.state_reason}, {"actor", "system"}});
+        return rec;
+    };
+
+    auto summary = bundle::inspect_bundle(qdir);
+    if (!summary || !summary->release) {
+        return end_rejected("release.json cannot be read: " + (summary ? summary->release_error : summary.error().message));
+    }
+    rec.release = *summary->release;
+    rec.channel = rec.release->channel;
+    rec.version = rec.release->version;
+    const ChannelPolicy* channel = policy->channel(rec.channel);
+    if (channel == nullptr) {
+        return end_rejected("no import policy for channel " + rec.channel + ": add [channels." + rec.channel + "] to " +
+                            policy->file.string());
+    }
+    auto facts = gather_facts(qdir, *channel);
+    if (!facts) {
+        ++rec.attempts;
+        rec.state_reason = "cannot evaluate: " + facts.error().message;
+        if (rec.state != ImportState::failed) rec.transition(ImportState::failed, Actor::system(), now_text(), rec.state_reason);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("evaluation_failed", rec, {{"outcome", "error"}, {"error", facts.error().message}});
+        return rec;
+    }
+    if (facts->bundle_id != rec.bundle_id) {
+        return end_rejected("the quarantined bag is bundle " + facts->bundle_id + ", not " + rec.bundle_id);
+    }
+    rec.signers = facts->signers;
+    rec.payload_files = facts->files.size();
+    rec.payload_bytes = facts->payload_bytes;
+
+    ChannelHistory hist = history(rec.channel);
+    rec.rules = evaluate_rules(*channel, *facts, hist);
+    rec.diff.reset();
+    rec.diff_against.reset();
+    if (hist.current) {
+        auto before = read_bag_payload(store_.path_of(rec.channel, *hist.current));
+        auto after = read_bag_payload(qdir);
+        if (before && after) {
+            rec.diff = diff_trees(*before, *after);
+            rec.diff_against = *hist.current;
+        }
+    } else if (auto after = read_bag_payload(qdir)) {
+        rec.diff = diff_trees({}, *after);  // everything is new
+    }
+    for (const auto& rule : rec.rules) {
+        emit("rule_result", rec, {{"rule", rule.rule}, {"outcome", rule.passed ? "pass" : "fail"}, {"detail", rule.detail}});
+    }
+    if (!all_passed(rec.rules)) {
+        std::string failed;
+        for (const auto& rule : rec.rules) {
+            if (!rule.passed) failed += (failed.empty() ? "" : "; ") + rule.rule + ": " + rule.detail;
+        }
+        return end_rejected("policy refused it: " + failed);
+    }
+
+    if (rec.state != ImportState::scanning) rec.transition(ImportState::scanning, Actor::system(), now_text());
+    rec.scans.clear();
+    if (auto ok = save(rec); !ok) return ok.error();
+    for (const auto& name : channel->scanners) {
+        auto it = policy->scanners.find(name);
+        if (it == policy->scanners.end()) {
+            ScanResult missing;
+            missing.scanner = name;
+            missing.summary = "scanner " + name + " is not defined in " + policy->file.string();
+            rec.scans.push_back(missing);
+            rec.state_reason = missing.summary;
+            rec.transition(ImportState::held, Actor::system(), now_text(), rec.state_reason);
+            if (auto ok = save(rec); !ok) return ok.error();
+            emit("bundle_held", rec, {{"outcome", "held"}, {"reason", rec.state_reason}});
+            return rec;
+        }
+        emit("scan_started", rec, {{"scanner", name}});
+        ScanResult result = scan(it->second, qdir, stop);
+        rec.scans.push_back(result);
+        emit("scan_result", rec, {{"scanner", name}, {"outcome", to_string(result.verdict)}, {"summary", result.summary},
+                                  {"attempts", result.attempts}, {"took_ms", result.took.count()}});
+        if (result.verdict == Verdict::found) return end_rejected("scanner " + name + " found: " + result.summary);
+        if (result.verdict == Verdict::error) {
+            if (stop) {
+                // Shutting down: leave it in `scanning`; the next start scans again.
+                if (auto ok = save(rec); !ok) return ok.error();
+                return fail("stopped while scanning bundle " + short_id(rec.bundle_id));
+            }
+            const std::string why = "scanner " + name + " failed after " + std::to_string(result.attempts) +
+                                    " attempt(s): " + result.summary;
+            if (it->second.on_error == OnScannerError::reject) return end_rejected(why);
+            rec.state_reason = why + "; run `sluice rescan " + short_id(rec.bundle_id) + "` once it works, or reject it";
+            rec.transition(ImportState::held, Actor::system(), now_text(), why);
+            if (auto ok = save(rec); !ok) return ok.error();
+            emit("bundle_held", rec, {{"outcome", "held"}, {"reason", why}});
+            return rec;
+        }
+    }
+
+    ApprovalMode mode = channel->approval;
+    const bool rollback = rec.release->rollback && hist.highest_released &&
+                          compare_versions(rec.version, *hist.highest_released) < 0;
+    rec.approvals.clear();
+    if (mode == ApprovalMode::automatic && !rollback) {
+        rec.approval_mode = "auto";
+        rec.approvals_required = 0;
+        rec.transition(ImportState::approved, Actor::system(), now_text(), "every rule and scanner passed; channel approval is auto");
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_approved", rec, {{"actor", "system"}, {"outcome", "approved"}, {"reason", "auto"}});
+        return do_release(std::move(rec));
+    }
+    rec.approval_mode = std::string(to_string(mode == ApprovalMode::automatic ? ApprovalMode::manual : mode));
+    rec.approvals_required = mode == ApprovalMode::automatic ? 1 : std::max(1u, channel->approvers);
+    rec.state_reason.clear();
+    rec.transition(ImportState::pending_approval, Actor::system(), now_text(),
+                   rollback ? "a signed rollback needs an officer's approval"
+                            : std::to_string(rec.approvals_required) + " officer approval(s) needed");
+    if (auto ok = save(rec); !ok) return ok.error();
+    emit("approval_pending", rec, {{"outcome", "pending"}, {"approvals_required", rec.approvals_required}, {"mode", rec.approval_mode}});
+    return rec;
+}
+
+Result<ImportRecord> Importer::do_release(ImportRecord rec) {
+    auto policy = this->policy();
+    const ChannelPolicy* channel = policy->channel(rec.channel);
+    const unsigned keep = channel ? channel->keep_releases : 5;
+    const std::vector<PostReleaseHook> hooks = channel ? channel->post_release : std::vector<PostReleaseHook>{};
+    const fs::path qdir = paths_.quarantine / rec.bundle_id;
+    auto release_failed = [&](const std::string& why) -> Result<ImportRecord> {
+        ++rec.attempts;
+        rec.state_reason = "release failed: " + why + " (retried every minute; attempt " + std::to_string(rec.attempts) + ")";
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("release_failed", rec, {{"outcome", "error"}, {"error", why}, {"attempt", rec.attempts}});
+        return rec;
+    };
+    {
+        std::lock_guard release_lock(release_mutex_);
+        const fs::path target = store_.path_of(rec.channel, rec.version);
+        std::error_code ec;
+        if (fs::exists(target, ec)) {
+            if (!holds_bundle(target, rec.bundle_id)) {
+                // Another bundle of the same version won the race (both were pending).
+                rec.state_reason = "version " + rec.version + " of channel " + rec.channel +
+                                   " was released meanwhile by another bundle";
+                rec.transition(ImportState::rejected, Actor::system(), now_text(), rec.state_reason);
+                if (auto ok = save(rec); !ok) return ok.error();
+                emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", rec.state_reason}, {"actor", "system"}});
+                return rec;
+            }
+            // Installed before a crash or a failed switch: carry on from there.
+        } else {
+            if (!fs::exists(qdir, ec)) return release_failed("quarantine/" + rec.bundle_id + " is missing");
+            auto installed = store_.install(rec.channel, rec.version, qdir);
+            if (!installed) return release_failed(installed.error().message);
+        }
+        const auto previous = store_.current(rec.channel);
+        if (auto ok = store_.set_current(rec.channel, rec.version); !ok) return release_failed(ok.error().message);
+        std::string by = "auto";
+        if (!rec.approvals.empty()) {
+            by.clear();
+            for (const auto& a : rec.approvals) by += (by.empty() ? "" : ", ") + a.user;
+        }
+        const std::string at = now_text();
+        {
+            std::lock_guard lock(mutex_);
+            auto& data = channels_[rec.channel];
+            if (!data.highest || compare_versions(rec.version, *data.highest) > 0) data.highest = rec.version;
+            data.released.push_back({rec.version, rec.bundle_id, at, by});
+        }
+        if (auto ok = save_channel(rec.channel); !ok) return release_failed(ok.error().message);
+        rec.released_at = at;
+        rec.release_path = target.string();
+        rec.state_reason.clear();
+        rec.transition(ImportState::released, Actor::system(), at, "current -> " + rec.version);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_released", rec, {{"outcome", "released"}, {"path", target.string()}, {"previous", previous ? json(*previous) : json(nullptr)},
+                                      {"approved_by", by}});
+        if (auto pruned = store_.prune(rec.channel, keep); pruned && !pruned->empty()) {
+            emit("releases_pruned", rec, {{"removed", *pruned}, {"keep", keep}});
+        } else if (!pruned) {
+            emit("prune_failed", rec, {{"outcome", "error"}, {"error", pruned.error().message}});
+        }
+    }
+    remove_quarantine(rec.bundle_id);
+
+    const fs::path released = store_.path_of(rec.channel, rec.version);
+    for (const auto& hook : hooks) {
+        CommandSpec spec;
+        spec.argv = substitute(hook.command, {{"path", released.string()}, {"channel", rec.channel},
+                                              {"version", rec.version}, {"bundle", rec.bundle_id}});
+        spec.timeout = hook.timeout;
+        spec.env = minimal_environment({"SLUICE_CHANNEL=" + rec.channel, "SLUICE_VERSION=" + rec.version,
+                                        "SLUICE_BUNDLE=" + rec.bundle_id, "SLUICE_RELEASE_PATH=" + released.string()});
+        CommandResult result = run_command(spec);
+        HookRun run{hook.name, result.outcome == CommandResult::Outcome::exited && result.exit_code == 0,
+                    result.describe(), result.output, now_text()};
+        rec.hooks.push_back(run);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit(run.ok ? "post_release_hook" : "post_release_hook_failed", rec,
+             {{"hook", hook.name}, {"outcome", run.ok ? "ok" : "error"}, {"result", run.result}});
+    }
+    return rec;
+}
+
+Result<ImportRecord> Importer::release(const std::string& bundle_id) {
+    auto rec = claim(bundle_id);
+    if (!rec) return rec.error();
+    struct Unclaim {
+        Importer* self;
+        std::string id;
+        ~Unclaim() { self->unclaim(id); }
+    } guard{this, rec->bundle_id};
+    if (rec->state != ImportState::approved) return fail("bundle " + short_id(rec->bundle_id) + " is not approved");
+    return do_release(std::move(*rec));
+}
+
+Result<ImportRecord> Importer::approve(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
+    auto rec = claim(id_or_prefix);
+    if (!rec) return rec.error();
+    struct Unclaim {
+        Importer* self;
+        std::string id;
+        ~Unclaim() { self->unclaim(id); }
+    } guard{this, rec->bundle_id};
+    const std::string at = now_text();
+    auto done = policy::approve(*rec, officer, reason, at);
+    if (!done) return done.error();
+    if (auto ok = save(*rec); !ok) return ok.error();
+    emit(*done ? "bundle_approved" : "approval_recorded", *rec,
+         {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "approved"},
+          {"approvals", rec->approvals.size()}, {"approvals_required", rec->approvals_required}});
+    if (!*done) return std::move(*rec);
+    return do_release(std::move(*rec));
+}
+
+Result<ImportRecord> Importer::reject(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
+    auto rec = claim(id_or_prefix);
+    if (!rec) return rec.error();
+    struct Unclaim {
+        Importer* self;
+        std::string id;
+        ~Unclaim() { self->unclaim(id); }
+    } guard{this, rec->bundle_id};
+    if (auto ok = policy::reject(*rec, officer, reason, now_text()); !ok) return ok.error();
+    if (auto ok = save(*rec); !ok) return ok.error();
+    emit("bundle_rejected", *rec, {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
+    return std::move(*rec);
+}
+
+Result<ImportRecord> Importer::rescan(const std::string& id_or_prefix, const Actor& officer, const std::atomic<bool>& stop) {
+    auto rec = claim(id_or_prefix);
+    if (!rec) return rec.error();
+    struct Unclaim {
+        Importer* self;
+        std::string id;
+        ~Unclaim() { self->unclaim(id); }
+    } guard{this, rec->bundle_id};
+    if (rec->state != ImportState::held)
+        return fail("bundle " + short_id(rec->bundle_id) + " is " + std::string(to_string(rec->state)) + "; only a held bundle is scanned again");
+    rec->history.push_back({"held", "held", now_text(), officer.user, "rescan requested"});
+    emit("rescan_requested", *rec, {{"actor", officer.user}, {"uid", officer.uid}});
+    return evaluate(std::move(*rec), stop);
+}
+
+Result<std::vector<ReleaseEntry>> Importer::releases(const std::string& channel) const {
+    auto versions = store_.versions(channel);
+    std::lock_guard lock(mutex_);
+    auto data = channels_.find(channel);
+    if (versions.empty() && data == channels_.end()) {
+        std::string known;
+        for (const auto& c : store_.channels()) known += (known.empty() ? "" : ", ") + c;
+        return fail("no releases on channel " + channel + (known.empty() ? " (nothing released yet)" : " (channels: " + known + ")"));
+    }
+    const auto current = store_.current(channel);
+    std::vector<ReleaseEntry> out;
+    for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+        ReleaseEntry e;
+        e.version = *it;
+        e.current = current && *current == *it;
+        if (data != channels_.end()) {
+            for (auto r = data->second.released.rbegin(); r != data->second.released.rend(); ++r) {
+                if (r->version != *it) continue;
+                e.bundle_id = r->bundle_id;
+                e.released_at = r->released_at;
+                e.released_by = r->released_by;
+                break;
+            }
+        }
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std::optional<std::string>& to,
+                                           const Actor& officer, const std::string& reason) {
+    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t'; }))
+        return fail("a rollback needs a reason: --reason \"what went wrong\"");
+    std::lock_guard release_lock(release_mutex_);
+    const auto current = store_.current(channel);
+    if (!current) return fail("channel " + channel + " has no current release to roll back");
+    const auto kept = store_.versions(channel);
+    std::string target;
+    if (to) {
+        if (std::find(kept.begin(), kept.end(), *to) == kept.end()) {
+            std::string list;
+            for (const auto& v : kept) list += (list.empty() ? "" : ", ") + v;
+            return fail("version " + *to + " of channel " + channel + " is not kept here (kept: " + list +
+                        "); it must be sent again as a signed rollback bundle");
+        }
+        if (*to == *current) return fail(*to + " is already the current release of channel " + channel);
+        target = *to;
+    } else {
+        // The current release's own answer to "how to roll it back", when kept.
+        std::ifstream in(store_.path_of(channel, *current) / "release.json", std::ios::binary);
+        std::stringstream text;
+        text << in.rdbuf();
+        if (auto rel = bundle::parse_release(text.str());
+            rel && rel->rollback_to != *current && std::find(kept.begin(), kept.end(), rel->rollback_to) != kept.end()) {
+            target = rel->rollback_to;
+        } else {
+            for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+                if (compare_versions(*it, *current) < 0) {
+                    target = *it;
+                    break;
+                }
+            }
+        }
+        if (target.empty()) return fail("no older version of channel " + channel + " is kept here to roll back to");
+    }
+    if (auto ok = store_.set_current(channel, target); !ok) return ok.error();
+    const std::string at = now_text();
+    {
+        std::lock_guard lock(mutex_);
+        channels_[channel].rollbacks.push_back({{"from", *current}, {"to", target}, {"at", at}, {"by", officer.user}, {"reason", reason}});
+    }
+    auto saved = save_channel(channel);
+    json fields{{"channel", channel}, {"from", *current}, {"to", target}, {"actor", officer.user}, {"uid", officer.uid},
+                {"reason", reason}, {"outcome", "ok"}};
+    if (!saved) fields["warning"] = "rollback done but not recorded in the channel history: " + saved.error().message;
+    if (sink_) sink_("channel_rolled_back", fields);
+    return RollbackOutcome{channel, *current, target};
+}
+
+}  // namespace sluice::policy

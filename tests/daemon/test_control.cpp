@@ -121,7 +121,7 @@ TEST_CASE("control round trip carries the caller's kernel credentials", "[daemon
     struct stat st {};
     REQUIRE(::stat(sock.c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
-    CHECK((st.st_mode & 0777) == 0660);
+    CHECK((st.st_mode & 0777) == 0666);
 
     const json r = control_call(sock, {{"command", "status"}, {"json", true}}, 5s);
     CHECK(r["ok"] == true);

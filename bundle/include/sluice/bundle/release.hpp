@@ -27,6 +27,10 @@ struct Release {
     std::string created_at;   ///< RFC 3339, UTC, second precision ("2026-11-29T14:00:00Z")
     std::string created_by;
     nlohmann::json artifacts = nlohmann::json::object();  ///< free-form description of the payload
+    /// A signed rollback: this bundle deliberately re-ships a version older than
+    /// the channel's newest (receivers refuse older versions otherwise, and still
+    /// want an officer's approval for it). Written to release.json only when true.
+    bool rollback = false;
 
     bool operator==(const Release&) const = default;
 };

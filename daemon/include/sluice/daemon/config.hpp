@@ -17,10 +17,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "sluice/policy/policy.hpp"
 
 namespace sluice::daemon {
 
@@ -75,6 +78,15 @@ struct SenderConfig {
     RolesConfig roles;
 };
 
+/// `[import]` (receiver): quarantine, scanning, policy, approval and release of
+/// what arrives. Without it the receiver only delivers verified archives to incoming_dir.
+struct ImportConfig {
+    std::filesystem::path policy_file;  ///< [policy] required: the import policy (docs/policy.md)
+    std::filesystem::path quarantine_dir{"/var/lib/sluice/quarantine"};
+    std::filesystem::path release_dir{"/srv/sluice/releases"};  ///< <channel>/<version>/ and <channel>/current
+    std::shared_ptr<const policy::Policy> policy;  ///< policy_file, read and checked
+};
+
 struct ReceiverConfig {
     std::filesystem::path config_file;  ///< absolute path of the file read
     std::filesystem::path state_dir{"/var/lib/sluice/receiver"};
@@ -86,6 +98,7 @@ struct ReceiverConfig {
     std::chrono::milliseconds transfer_timeout{30000};  ///< silence before a transfer is reported incomplete
     std::chrono::milliseconds dead_link_after{5000};    ///< no frame nor heartbeat for this long: dead link
     std::size_t max_buffered_blocks = 256;              ///< 1..65536 blocks held in memory for decoding
+    std::optional<ImportConfig> import;
     LinkConfig link;
     RolesConfig roles;
 };

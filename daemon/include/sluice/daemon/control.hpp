@@ -76,7 +76,7 @@ struct ControlLimits {
 /// destructor from the io_context's thread or after it has stopped running.
 class ControlServer {
 public:
-    /// Binds `socket_path` (mode 0660) and starts accepting on `io`. A stale
+    /// Binds `socket_path` (mode 0666: roles, not file modes, decide) and starts accepting on `io`. A stale
     /// socket file nobody listens on is replaced. Throws std::runtime_error if
     /// another process listens there, the path is not a socket, or bind fails.
     ControlServer(boost::asio::io_context& io, std::filesystem::path socket_path, ControlHandler handler,

@@ -13,6 +13,7 @@
 #include <concepts>
 #include <filesystem>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -41,25 +42,32 @@ private:
     static std::string format_float(double v);
 };
 
-using LogFields = std::initializer_list<LogField>;
+using LogFields = std::span<const LogField>;
 
 /// The line `log` writes, with its trailing newline ("<6>event=x a=1\n").
 [[nodiscard]] std::string format_log_line(LogLevel level, std::string_view event, LogFields fields);
+[[nodiscard]] inline std::string format_log_line(LogLevel level, std::string_view event,
+                                                 std::initializer_list<LogField> fields) {
+    return format_log_line(level, event, LogFields(fields.begin(), fields.size()));
+}
 
 /// `value` as it appears after `key=`: bare, or quoted and escaped.
 [[nodiscard]] std::string log_quote(std::string_view value);
 
 /// Writes one line to stderr (fd 2) if `level` passes the threshold. Thread-safe.
 void log(LogLevel level, std::string_view event, LogFields fields = {});
+inline void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+    log(level, event, LogFields(fields.begin(), fields.size()));
+}
 
 /// Lines less important than `level` are dropped (default: info).
 void set_log_level(LogLevel level);
 
-inline void log_debug(std::string_view event, LogFields fields = {}) { log(LogLevel::debug, event, fields); }
-inline void log_info(std::string_view event, LogFields fields = {}) { log(LogLevel::info, event, fields); }
-inline void log_notice(std::string_view event, LogFields fields = {}) { log(LogLevel::notice, event, fields); }
-inline void log_warning(std::string_view event, LogFields fields = {}) { log(LogLevel::warning, event, fields); }
-inline void log_error(std::string_view event, LogFields fields = {}) { log(LogLevel::error, event, fields); }
-inline void log_critical(std::string_view event, LogFields fields = {}) { log(LogLevel::critical, event, fields); }
+inline void log_debug(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::debug, event, fields); }
+inline void log_info(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::info, event, fields); }
+inline void log_notice(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::notice, event, fields); }
+inline void log_warning(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::warning, event, fields); }
+inline void log_error(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::error, event, fields); }
+inline void log_critical(std::string_view event, std::initializer_list<LogField> fields = {}) { log(LogLevel::critical, event, fields); }
 
 }  // namespace sluice::daemon

@@ -1,0 +1,151 @@
+#pragma once
+// The receiver's import pipeline, from a verified archive to a release:
+//
+//   incoming/<id>.tar ─admit─► quarantine/<id>/ (read-only) ─► facts ─► rules ─► scanners
+//                                                                           │
+//            pending_approval ◄── manual / two-person / rollback ◄──────────┤ all passed
+//                │ approve × N                                              │ auto
+//                ▼                                                          ▼
+//            approved ─release─► <release_dir>/<channel>/<version>/, current -> <version>,
+//                                 prune beyond keep_releases, post-release hooks
+//
+// Records persist in <state_dir>/imports/<id>.json and channel histories in
+// <state_dir>/channels/<channel>.json, so pending approvals, held bundles and
+// releases survive restarts. Every transition is reported to the EventSink
+// (the daemon logs it; the audit log records it).
+//
+// Thread-safety: every public method may be called from any thread. Long work
+// (unpacking, scanning, copying) runs on the caller's thread without the lock;
+// a bundle being worked on is marked busy so no two threads act on it at once,
+// and releases and rollbacks of a channel are serialized.
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/core/result.hpp"
+#include "sluice/policy/import_record.hpp"
+#include "sluice/policy/policy.hpp"
+#include "sluice/policy/release_store.hpp"
+
+namespace sluice::policy {
+
+struct ImporterPaths {
+    std::filesystem::path incoming;    ///< verified archives, <id>.tar (the diode receiver's output)
+    std::filesystem::path quarantine;  ///< quarantine/<id>/
+    std::filesystem::path state;       ///< imports/ and channels/
+    std::filesystem::path releases;    ///< <channel>/<version>/ and <channel>/current
+};
+
+/// Called for every event: a stable name ("bundle_quarantined", "scan_result",
+/// "bundle_released", …) and its fields (bundle, channel, actor, outcome, …).
+using EventSink = std::function<void(std::string_view event, const nlohmann::json& fields)>;
+
+struct ReleaseEntry {
+    std::string version;
+    bool current = false;
+    std::optional<std::string> bundle_id;
+    std::optional<std::string> released_at;
+    std::optional<std::string> released_by;  ///< the approvers, or "auto"
+};
+
+struct RollbackOutcome {
+    std::string channel;
+    std::string from;
+    std::string to;
+};
+
+class Importer {
+public:
+    /// Creates the directories. Throws std::runtime_error when they cannot be made
+    /// or a record cannot be read (start-up failure, named).
+    Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, EventSink sink);
+
+    /// Replaces the policy (SIGHUP). Bundles already decided keep their decision.
+    void set_policy(std::shared_ptr<const Policy> policy);
+    [[nodiscard]] std::shared_ptr<const Policy> policy() const;
+
+    /// Takes one archive from incoming/ through quarantine, rules and scanners
+    /// to rejected, held, pending_approval or (auto) released. A bundle id seen
+    /// before is a replay: the archive is removed and the first record kept.
+    /// Returns the record as it ends up; errors only for what could not even be
+    /// recorded (the archive stays in incoming/ and is retried).
+    Result<ImportRecord> admit(const std::filesystem::path& archive, const std::atomic<bool>& stop);
+
+    /// Work left after a restart or a failure: archives in incoming/ without a
+    /// final record, records in quarantined/scanning/failed (admit again) and
+    /// approved (release again). Returns bundle ids and archive paths to redo.
+    struct Backlog {
+        std::vector<std::filesystem::path> to_admit;
+        std::vector<std::string> to_release;
+    };
+    [[nodiscard]] Backlog backlog() const;
+
+    /// Releases an approved bundle (a crash or an I/O error interrupted it).
+    Result<ImportRecord> release(const std::string& bundle_id);
+
+    /// An officer approves; when that completes the approvals, the bundle is
+    /// released before this returns. Error: unknown id, not pending, same officer twice.
+    Result<ImportRecord> approve(const std::string& id_or_prefix, const Actor& officer, const std::string& reason);
+    Result<ImportRecord> reject(const std::string& id_or_prefix, const Actor& officer, const std::string& reason);
+    /// Runs the scanners again on a held bundle (a scanner was down).
+    Result<ImportRecord> rescan(const std::string& id_or_prefix, const Actor& officer, const std::atomic<bool>& stop);
+
+    /// Records, newest first; `states` empty means all.
+    [[nodiscard]] std::vector<ImportRecord> list(const std::set<ImportState>& states = {}) const;
+    /// A record by full id or a unique prefix of at least 6 hex digits.
+    [[nodiscard]] Result<ImportRecord> find(const std::string& id_or_prefix) const;
+
+    [[nodiscard]] Result<std::vector<ReleaseEntry>> releases(const std::string& channel) const;
+    /// Switches <channel>/current to `to`, or by default to the current release's
+    /// rollback_to when it is kept, else the next older kept version.
+    Result<RollbackOutcome> rollback(const std::string& channel, const std::optional<std::string>& to,
+                                     const Actor& officer, const std::string& reason);
+
+    /// The channel's history, for rules (and `sluice policy explain`).
+    [[nodiscard]] ChannelHistory history(const std::string& channel) const;
+
+    [[nodiscard]] const ImporterPaths& paths() const { return paths_; }
+
+private:
+    struct ChannelLog;
+    Result<ImportRecord> evaluate(ImportRecord record, const std::atomic<bool>& stop);
+    Result<ImportRecord> do_release(ImportRecord record);
+    Result<void> save(const ImportRecord& r);
+    Result<ImportRecord> claim(const std::string& id_or_prefix);
+    void unclaim(const std::string& id);
+    Result<std::string> resolve_locked(const std::string& id_or_prefix) const;
+    void emit(std::string_view event, const ImportRecord& r, nlohmann::json fields = nlohmann::json::object()) const;
+    ChannelHistory history_locked(const std::string& channel) const;
+    Result<void> save_channel(const std::string& channel);
+    void remove_quarantine(const std::string& id);
+
+    ImporterPaths paths_;
+    EventSink sink_;
+    ReleaseStore store_;
+    mutable std::mutex mutex_;  // records_, busy_, channels_, policy_
+    std::shared_ptr<const Policy> policy_;
+    std::map<std::string, ImportRecord> records_;
+    std::set<std::string> busy_;
+    struct ChannelEntry {
+        std::string version, bundle_id, released_at, released_by;
+    };
+    struct ChannelData {
+        std::optional<std::string> highest;
+        std::vector<ChannelEntry> released;        // every release ever, in order
+        std::vector<nlohmann::json> rollbacks;     // {from, to, at, by, reason}
+    };
+    std::map<std::string, ChannelData> channels_;
+    std::mutex release_mutex_;  // one release or rollback at a time
+};
+
+}  // namespace sluice::policy
