@@ -3,7 +3,9 @@
 # release as a signed bundle; anyone verifies it offline; it is packed for
 # transfer, unpacked on the other side, verified again; a tampered copy is
 # refused; then both daemons run on loopback and the bundle crosses the
-# one-way UDP link. Run scripts/setup.sh first (the README's first command does both).
+# one-way UDP link; the receiver quarantines it, scans it with ClamAV, holds it
+# for an officer, releases it, takes the next version and rolls back, and
+# rejects a bundle ClamAV flags. Run scripts/setup.sh first (the README's first command does both).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sluice=${SLUICE:-$root/build/cli/sluice}
@@ -100,6 +102,98 @@ cmp models-1.4.0.tar "incoming/$id.tar" && echo "  received byte-identical: inco
 run "$sluice" bundle verify "incoming/$id.tar" --trust trust --min-signers 2
 echo "  receiver log (structured lines for journald):"
 sed 's/^/    /' receiver.log
+kill -TERM "${pids[@]}"
+wait "${pids[@]}" 2>/dev/null || true
+pids=()
+
+step "10. Import: quarantine, a real ClamAV scan, the policy, an officer's approval, release"
+# A private clamd with test signatures (no internet here for freshclam).
+mkdir -p clamd
+clamd_sock=$(CLAMD_STREAM_MAX=100M "$root/tests/tools/start_clamd.sh" "$work/clamd")
+pids+=("$(cat clamd/clamd.pid)")
+me=$(id -un); my_group=$(id -gn)
+cat > policy.toml <<EOF_POLICY
+[scanners.clamav]
+type = "clamd"
+socket = "$clamd_sock"
+max_stream_bytes = "100M"
+timeout = "1m"
+attempts = 2
+retry_delay = "2s"
+
+[channels.models]
+trusted_keys = ["trust/release-eng.pub", "trust/reviewer.pub"]
+min_signers = 2
+max_file_bytes = "1G"
+allowed_types = ["application/octet-stream", "application/json", "text/*"]
+forbidden_paths = ["*.exe", "*.dll"]
+scanners = ["clamav"]
+approval = "manual"
+keep_releases = 3
+EOF_POLICY
+cat >> receiver.toml <<EOF_IMPORT
+
+[import]
+policy = "policy.toml"
+quarantine_dir = "quarantine"
+release_dir = "releases"
+
+[roles]
+officer_groups = ["$my_group"]   # so that you ($me) may approve in this demo; root always may
+EOF_IMPORT
+echo "--- policy.toml"; cat policy.toml
+run "$sluice" policy check policy.toml
+run "$sluice" policy explain models-1.4.0.tar --policy policy.toml
+# The receiver picks up what step 9 left in incoming/ and imports it.
+"$receiver_bin" --config receiver.toml 2> receiver.log & pids+=($!)
+"$sender_bin" --config sender.toml 2> sender.log & pids+=($!)
+wait_state() {  # ID STATE: until `sluice show ID` says STATE (60 s)
+    for _ in $(seq 600); do
+        "$sluice" show "$1" --json --socket run/receiver.sock 2>/dev/null | grep -q "\"state\": \"$2\"" && return 0
+        sleep 0.1
+    done
+    echo "demo: bundle $1 never reached $2; see $work/receiver.log" >&2; exit 1
+}
+wait_state "$id" pending_approval
+run "$sluice" pending --socket run/receiver.sock
+run "$sluice" show "${id:0:12}" --socket run/receiver.sock
+run "$sluice" approve "${id:0:12}" --reason "Reviewed eval report REL-142; scans clean" --socket run/receiver.sock
+run "$sluice" releases models --socket run/receiver.sock
+echo "  production pulls from $(readlink -f releases/models/current)"
+run "$sluice" bundle verify releases/models/current --trust trust --min-signers 2
+
+step "11. The next release: what changed is shown against the current one; then an immediate rollback"
+cp -r release release-1.5.0
+echo '{"suite": "internal-qa-v3", "accuracy": 0.925, "previous": 0.912}' > release-1.5.0/eval/report.json
+head -c 8M /dev/urandom > release-1.5.0/weights/adapter.safetensors
+"$sluice" bundle create release-1.5.0 --out bundle-1.5.0 --channel models --version 1.5.0 --previous 1.4.0 \
+    --changes "LoRA adapter for hydraulics manuals" --reason "QA accuracy 0.912 -> 0.925" \
+    --approved-by "Model release board, ticket REL-151" --rollback-to 1.4.0 \
+    --sign keys/release-eng.key --sign keys/reviewer.key >/dev/null
+"$sluice" bundle pack bundle-1.5.0 --out models-1.5.0.tar >/dev/null
+id2=$("$sluice" bundle inspect models-1.5.0.tar --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["bundle_id"])')
+run "$sluice" push models-1.5.0.tar --socket run/sender.sock
+wait_state "$id2" pending_approval
+run "$sluice" show "${id2:0:12}" --socket run/receiver.sock
+run "$sluice" approve "${id2:0:12}" --reason "Adapter reviewed" --socket run/receiver.sock
+run "$sluice" rollback models --reason "1.5.0 answers hydraulics questions wrongly" --socket run/receiver.sock
+run "$sluice" releases models --socket run/receiver.sock
+[ "$(readlink releases/models/current)" = 1.4.0 ] || { echo "demo: rollback did not switch current" >&2; exit 1; }
+
+step "12. A bundle carrying something ClamAV knows is rejected, never released"
+cp -r release release-1.5.1
+printf 'EVIL-PAYLOAD-XYZ' > release-1.5.1/prompts/extra.txt   # matches the demo's test signature
+"$sluice" bundle create release-1.5.1 --out bundle-1.5.1 --channel models --version 1.5.1 --previous 1.5.0 \
+    --changes "Prompt tweak" --reason "Shorter answers" --approved-by "Model release board, ticket REL-152" \
+    --rollback-to 1.4.0 --sign keys/release-eng.key --sign keys/reviewer.key >/dev/null
+"$sluice" bundle pack bundle-1.5.1 --out models-1.5.1.tar >/dev/null
+id3=$("$sluice" bundle inspect models-1.5.1.tar --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["bundle_id"])')
+run "$sluice" push models-1.5.1.tar --socket run/sender.sock
+wait_state "$id3" rejected
+run "$sluice" pending --all --socket run/receiver.sock
+[ ! -e releases/models/1.5.1 ] || { echo "demo: a rejected bundle was released" >&2; exit 1; }
+echo "  receiver log, import events:"
+grep -E 'bundle_quarantined|scan_result|rule_result|approval_pending|bundle_approved|bundle_released|bundle_rejected|channel_rolled_back' receiver.log | sed 's/^/    /'
 kill -TERM "${pids[@]}"
 wait "${pids[@]}" 2>/dev/null || true
 pids=()

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "sluice/bundle/signing.hpp"
 #include "sluice/daemon/config.hpp"
 #include "support/temp_dir.hpp"
 
@@ -19,8 +20,9 @@ namespace {
 struct ConfigDir {
     TempDir dir;
     ConfigDir() {
-        write_file(dir / "keys/release.pub", "-----BEGIN PUBLIC KEY-----\n(test)\n-----END PUBLIC KEY-----\n");
-        write_file(dir / "keys/second.pub", "-----BEGIN PUBLIC KEY-----\n(test 2)\n-----END PUBLIC KEY-----\n");
+        // Real keys: an [import] policy loads its channels' trusted keys.
+        REQUIRE(sluice::bundle::generate_key_pair(dir / "keys", "release"));
+        REQUIRE(sluice::bundle::generate_key_pair(dir / "keys", "second"));
     }
     fs::path write(const std::string& name, const std::string& text) const {
         write_file(dir / name, text);
@@ -62,6 +64,7 @@ TEST_CASE("the example configurations load", "[daemon][config]") {
     ConfigDir d;
     fs::copy_file(fs::path(SLUICE_EXAMPLES_DIR) / "sender.toml", d.dir / "sender.toml");
     fs::copy_file(fs::path(SLUICE_EXAMPLES_DIR) / "receiver.toml", d.dir / "receiver.toml");
+    fs::copy_file(fs::path(SLUICE_EXAMPLES_DIR) / "policy.toml", d.dir / "policy.toml");
 
     const SenderConfig s = load_sender_config(d.dir / "sender.toml");
     CHECK(s.config_file == d.dir / "sender.toml");
@@ -91,6 +94,14 @@ TEST_CASE("the example configurations load", "[daemon][config]") {
     CHECK(r.transfer_timeout == 30s);
     CHECK(r.dead_link_after == 5s);
     CHECK(r.max_buffered_blocks == 256);
+    REQUIRE(r.import);
+    CHECK(r.import->quarantine_dir == d.dir / "quarantine");
+    CHECK(r.import->release_dir == d.dir / "releases");
+    const auto& models = r.import->policy->channels.at("models");
+    CHECK(models.approval == sluice::policy::ApprovalMode::two_person);
+    CHECK(models.approvers == 2);
+    CHECK(models.scanners == std::vector<std::string>{"clamav"});
+    CHECK(models.trust->keys().size() == 1);
 }
 
 TEST_CASE("a full configuration sets every field", "[daemon][config]") {

@@ -27,6 +27,9 @@
 # stops clamd and exits 1. clamd keeps running in the background: the caller
 # stops it with SIGTERM (pid in DIR/clamd.pid).
 #
+# CLAMD_STREAM_MAX (default 1M) sets StreamMaxLength (the demo scans 64 MiB
+# model weights; clamd's own MaxFileSize default is 100M).
+#
 # If CLAMD_WATCH_PID is set, a watchdog stops clamd when that process is gone,
 # so a test binary that crashes does not leave clamd behind.
 set -eu
@@ -68,7 +71,7 @@ rm -f "$sock" "$dir/clamd.pid"
     echo "DatabaseDirectory $dir/db"
     echo "LogFile $dir/clamd.log"
     echo "LogTime yes"
-    echo "StreamMaxLength 1M"
+    echo "StreamMaxLength ${CLAMD_STREAM_MAX:-1M}"
     echo "MaxThreads 4"
     echo "SelfCheck 3600"
     echo "ConcurrentDatabaseReload no"
