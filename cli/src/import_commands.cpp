@@ -125,6 +125,7 @@ policy::ChannelHistory read_history(const daemon::ReceiverConfig& cfg, const std
     policy::ChannelHistory h;
     policy::ReleaseStore store(cfg.import->release_dir);
     h.current = store.current(channel);
+    h.kept = store.versions(channel);
     std::ifstream in(cfg.state_dir / "import" / "channels" / (channel + ".json"));
     if (!in) return h;
     json j = json::parse(in, nullptr, false);

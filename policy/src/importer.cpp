@@ -238,6 +238,7 @@ ChannelHistory Importer::history_locked(const std::string& channel) const {
         for (const auto& e : it->second.released) h.released.push_back(e.version);
     }
     h.current = store_.current(channel);
+    h.kept = store_.versions(channel);
     return h;
 }
 

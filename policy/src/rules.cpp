@@ -193,11 +193,18 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
     {
         const auto& v = facts.release.version;
         const bool reused = std::find(history.released.begin(), history.released.end(), v) != history.released.end();
-        if (reused) {
+        const bool kept = std::find(history.kept.begin(), history.kept.end(), v) != history.kept.end();
+        if (reused && facts.release.rollback && kept) {
+            add("version", false,
+                "version " + v + " is still kept here; switch to it with `sluice rollback " + channel.name + " --to " + v +
+                    "` instead of sending it again");
+        } else if (reused && facts.release.rollback) {
+            add("version", true,
+                "signed rollback re-ships " + v + " (released before, no longer kept here); an officer must approve it");
+        } else if (reused) {
             add("version", false,
                 "version " + v + " was already released on channel " + channel.name +
-                    (facts.release.rollback ? "; it is still kept here: use `sluice rollback " + channel.name + " --to " + v + "`"
-                                            : " (a replay, or a version number used twice)"));
+                    " (a replay, or a version number used twice)");
         } else if (!history.highest_released) {
             add("version", true, "first release of " + v + " on channel " + channel.name);
         } else if (compare_versions(v, *history.highest_released) > 0) {

@@ -41,6 +41,7 @@ struct ChannelHistory {
     std::optional<std::string> highest_released;  ///< highest version ever released
     std::optional<std::string> current;           ///< what `current` points at
     std::vector<std::string> released;            ///< every version released, in order
+    std::vector<std::string> kept;                ///< versions still on disk (rollback targets)
 };
 
 struct RuleResult {
