@@ -83,7 +83,8 @@ void print_record(const json& r) {
         const auto& d = r["diff"];
         std::cout << "\nchanges against " << (r["diff_against"].is_null() ? "nothing released yet" : "current " + str(r, "diff_against"))
                   << ": " << d["added"].size() << " added, " << d["removed"].size() << " removed, " << d["changed"].size()
-                  << " changed, " << d.value("unchanged", 0u) << " unchanged\n";
+                  << " changed, " << d.value("unchanged", 0u) << " unchanged"
+                  << (d.value("omitted", 0u) > 0 ? " (lists truncated)" : "") << "\n";
         std::size_t shown = 0;
         auto limit = [&] { return ++shown > 50; };
         for (const auto& e : d["added"]) {
@@ -100,7 +101,9 @@ void print_record(const json& r) {
                       << human_bytes(e.value("new_size", std::uint64_t{0})) << "\n";
         }
         const auto total = d["added"].size() + d["removed"].size() + d["changed"].size();
-        if (total > 50) std::cout << "  … " << total - 50 << " more (--json shows all)\n";
+        const auto omitted = d.value("omitted", std::uint64_t{0});
+        if (total > 50) std::cout << "  … " << total - 50 << " more (--json lists them)\n";
+        if (omitted > 0) std::cout << "  (" << omitted << " further changes not recorded: the record keeps 1000 per kind)\n";
     }
     if (!r["approvals"].empty() || r["rejection"].is_object()) {
         std::cout << "\ndecisions\n";

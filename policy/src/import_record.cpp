@@ -97,7 +97,7 @@ json to_json(const ImportRecord& r) {
         json changed = json::array();
         for (const auto& c : r.diff->changed) changed.push_back({{"path", c.path}, {"old_size", c.old_size}, {"new_size", c.new_size}});
         j["diff"] = {{"added", entries_json(r.diff->added)}, {"removed", entries_json(r.diff->removed)},
-                     {"changed", changed}, {"unchanged", r.diff->unchanged}};
+                     {"changed", changed}, {"unchanged", r.diff->unchanged}, {"omitted", r.diff->omitted}};
     } else {
         j["diff"] = nullptr;
     }
@@ -162,6 +162,7 @@ Result<ImportRecord> record_from_json(const json& j) {
             for (const auto& c : d.at("changed"))
                 diff.changed.push_back({c.at("path").get<std::string>(), c.at("old_size").get<std::uint64_t>(), c.at("new_size").get<std::uint64_t>()});
             diff.unchanged = d.at("unchanged").get<std::uint64_t>();
+            diff.omitted = d.value("omitted", std::uint64_t{0});
             r.diff = std::move(diff);
         }
         r.approval_mode = j.at("approval_mode").get<std::string>();

@@ -26,6 +26,8 @@ std::string now_text() { return bundle::format_rfc3339(static_cast<long long>(st
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+constexpr std::size_t kDiffEntriesKept = 1000;  // per list (added, removed, changed) in a record
+
 /// Writes `bytes` beside `path`, fsyncs, renames over it and fsyncs the directory.
 Result<void> write_durably(const fs::path& path, const std::string& bytes) {
     const fs::path tmp = path.string() + ".tmp";
@@ -400,6 +402,7 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
     } else if (auto after = read_bag_payload(qdir)) {
         rec.diff = diff_trees({}, *after);  // everything is new
     }
+    if (rec.diff) rec.diff->truncate(kDiffEntriesKept);
     for (const auto& rule : rec.rules) {
         emit("rule_result", rec, {{"rule", rule.rule}, {"outcome", rule.passed ? "pass" : "fail"}, {"detail", rule.detail}});
     }

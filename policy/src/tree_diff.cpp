@@ -120,4 +120,15 @@ TreeDiff diff_trees(const std::vector<TreeEntry>& before, const std::vector<Tree
     return diff;
 }
 
+void TreeDiff::truncate(std::size_t per_list) {
+    auto cut = [&](auto& list) {
+        if (list.size() <= per_list) return;
+        omitted += list.size() - per_list;
+        list.resize(per_list);
+    };
+    cut(added);
+    cut(removed);
+    cut(changed);
+}
+
 }  // namespace sluice::policy

@@ -29,6 +29,12 @@ struct TreeDiff {
     std::vector<TreeEntry> removed;  ///< sorted by path
     std::vector<TreeChange> changed; ///< same path, other SHA-256; sorted by path
     std::uint64_t unchanged = 0;
+    /// Entries dropped by truncate() (added + removed + changed beyond the lists kept).
+    std::uint64_t omitted = 0;
+
+    /// Keeps at most `per_list` entries in each list, counting the rest in
+    /// `omitted`, so a record of a million-file bundle stays small.
+    void truncate(std::size_t per_list);
 };
 
 /// The payload of a bag directory: manifest-sha256.txt lines with each file's size.
