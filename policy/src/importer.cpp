@@ -301,7 +301,7 @@ Result<ImportRecord> Importer::admit(const fs::path& archive, const std::atomic<
         Importer* self;
         std::string id;
         ~Unclaim() { self->unclaim(id); }
-    } unclaim_guard{this, id};
+    } guard{this, id};  // the claim was taken above, under the lock
 
     ImportRecord rec;
     if (existing) {
@@ -558,64 +558,56 @@ Result<ImportRecord> Importer::do_release(ImportRecord rec) {
     return rec;
 }
 
-Result<ImportRecord> Importer::release(const std::string& bundle_id) {
-    auto rec = claim(bundle_id);
+Result<ImportRecord> Importer::with_claim(const std::string& id_or_prefix,
+                                          const std::function<Result<ImportRecord>(ImportRecord&)>& body) {
+    auto rec = claim(id_or_prefix);
     if (!rec) return rec.error();
     struct Unclaim {
         Importer* self;
         std::string id;
         ~Unclaim() { self->unclaim(id); }
     } guard{this, rec->bundle_id};
-    if (rec->state != ImportState::approved) return fail("bundle " + short_id(rec->bundle_id) + " is not approved");
-    return do_release(std::move(*rec));
+    return body(*rec);
+}
+
+Result<ImportRecord> Importer::release(const std::string& bundle_id) {
+    return with_claim(bundle_id, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        if (rec.state != ImportState::approved) return fail("bundle " + short_id(rec.bundle_id) + " is not approved");
+        return do_release(std::move(rec));
+    });
 }
 
 Result<ImportRecord> Importer::approve(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
-    auto rec = claim(id_or_prefix);
-    if (!rec) return rec.error();
-    struct Unclaim {
-        Importer* self;
-        std::string id;
-        ~Unclaim() { self->unclaim(id); }
-    } guard{this, rec->bundle_id};
-    const std::string at = now_text();
-    auto done = policy::approve(*rec, officer, reason, at);
-    if (!done) return done.error();
-    if (auto ok = save(*rec); !ok) return ok.error();
-    emit(*done ? "bundle_approved" : "approval_recorded", *rec,
-         {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "approved"},
-          {"approvals", rec->approvals.size()}, {"approvals_required", rec->approvals_required}});
-    if (!*done) return std::move(*rec);
-    return do_release(std::move(*rec));
+    return with_claim(id_or_prefix, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        auto done = policy::approve(rec, officer, reason, now_text());
+        if (!done) return done.error();
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit(*done ? "bundle_approved" : "approval_recorded", rec,
+             {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "approved"},
+              {"approvals", rec.approvals.size()}, {"approvals_required", rec.approvals_required}});
+        if (!*done) return std::move(rec);
+        return do_release(std::move(rec));
+    });
 }
 
 Result<ImportRecord> Importer::reject(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
-    auto rec = claim(id_or_prefix);
-    if (!rec) return rec.error();
-    struct Unclaim {
-        Importer* self;
-        std::string id;
-        ~Unclaim() { self->unclaim(id); }
-    } guard{this, rec->bundle_id};
-    if (auto ok = policy::reject(*rec, officer, reason, now_text()); !ok) return ok.error();
-    if (auto ok = save(*rec); !ok) return ok.error();
-    emit("bundle_rejected", *rec, {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
-    return std::move(*rec);
+    return with_claim(id_or_prefix, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        if (auto ok = policy::reject(rec, officer, reason, now_text()); !ok) return ok.error();
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_rejected", rec, {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
+        return std::move(rec);
+    });
 }
 
 Result<ImportRecord> Importer::rescan(const std::string& id_or_prefix, const Actor& officer, const std::atomic<bool>& stop) {
-    auto rec = claim(id_or_prefix);
-    if (!rec) return rec.error();
-    struct Unclaim {
-        Importer* self;
-        std::string id;
-        ~Unclaim() { self->unclaim(id); }
-    } guard{this, rec->bundle_id};
-    if (rec->state != ImportState::held)
-        return fail("bundle " + short_id(rec->bundle_id) + " is " + std::string(to_string(rec->state)) + "; only a held bundle is scanned again");
-    rec->history.push_back({"held", "held", now_text(), officer.user, "rescan requested"});
-    emit("rescan_requested", *rec, {{"actor", officer.user}, {"uid", officer.uid}});
-    return evaluate(std::move(*rec), stop);
+    return with_claim(id_or_prefix, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        if (rec.state != ImportState::held)
+            return fail("bundle " + short_id(rec.bundle_id) + " is " + std::string(to_string(rec.state)) +
+                        "; only a held bundle is scanned again");
+        rec.history.push_back({"held", "held", now_text(), officer.user, "rescan requested"});
+        emit("rescan_requested", rec, {{"actor", officer.user}, {"uid", officer.uid}});
+        return evaluate(std::move(rec), stop);
+    });
 }
 
 Result<std::vector<ReleaseEntry>> Importer::releases(const std::string& channel) const {

@@ -1,5 +1,7 @@
 #include "sluice/policy/process.hpp"
 
+#include "posix_io.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/syscall.h>
@@ -16,6 +18,8 @@
 namespace sluice::policy {
 namespace {
 
+using detail::Fd;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -28,33 +32,6 @@ constexpr milliseconds kDrainGrace{500};
 /// Output is read in slices of this size whatever output_cap is.
 constexpr std::size_t kReadBytes = 64 * 1024;
 
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
-    void reset() {
-        // close() is not retried on EINTR: on Linux the descriptor is released anyway.
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
 
 /// A pipe whose two ends are close-on-exec, so that a child forked by another
 /// thread at the same moment does not carry them past its own exec.

@@ -1,5 +1,7 @@
 #include "sluice/policy/release_store.hpp"
 
+#include "posix_io.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
@@ -26,6 +28,10 @@ namespace sluice::policy {
 namespace fs = std::filesystem;
 namespace {
 
+using detail::Fd;
+using detail::errno_text;
+using detail::io_error;
+
 /// Streaming buffer for copies: big enough for full-speed sequential I/O,
 /// fixed so that memory does not grow with file sizes.
 constexpr std::size_t kCopyBufferBytes = 1 << 20;
@@ -39,46 +45,13 @@ constexpr std::string_view kCurrentTempPrefix = ".current-";
 constexpr mode_t kFileMode = 0644;
 constexpr mode_t kDirMode = 0755;
 
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(Fd&& other) noexcept : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            if (fd_ >= 0) ::close(fd_);
-            fd_ = other.release();
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
-    int release() { return std::exchange(fd_, -1); }
-
-private:
-    int fd_ = -1;
-};
 
 struct DirClose {
     void operator()(DIR* dir) const { ::closedir(dir); }
 };
 using DirStream = std::unique_ptr<DIR, DirClose>;
 
-/// strerror in the lower case of the rest of the message ("no space left on device").
-std::string errno_text(int err) {
-    std::string text = std::strerror(err);
-    if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z') text[0] = static_cast<char>(text[0] - 'A' + 'a');
-    return text;
-}
 
-Error io_error(const fs::path& path, std::string_view what, int err) {
-    return fail(path.string() + ": " + std::string(what) + ": " + errno_text(err));
-}
 
 /// A caller-supplied name made safe to show: control and non-ASCII bytes become '?'.
 std::string printable(std::string_view text) {
@@ -208,27 +181,9 @@ struct Manifest {
 
 Result<Manifest> read_manifest(const fs::path& bag_dir) {
     const fs::path path = bag_dir / bundle::kManifest;
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK));
-    if (!fd.valid()) {
-        if (errno == ENOENT) return fail(path.string() + ": missing (not a bag directory?)");
-        return io_error(path, "cannot open", errno);
-    }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return io_error(path, "cannot stat", errno);
-    if (!S_ISREG(st.st_mode)) return fail(path.string() + ": not a regular file");
-    if (static_cast<std::uint64_t>(st.st_size) > kMaxManifestBytes) {
-        return fail(path.string() + ": larger than the " + std::to_string(kMaxManifestBytes) + "-byte limit");
-    }
-    std::string text(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t got = 0;
-    while (got < text.size()) {
-        ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return io_error(path, "read failed", errno);
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
-    }
-    text.resize(got);
+    auto read = detail::read_regular_file(path, kMaxManifestBytes, " (not a bag directory?)");
+    if (!read) return read.error();
+    const std::string& text = *read;
 
     auto entries = bundle::parse_manifest(text);
     if (!entries) return entries.error().within(path.string());

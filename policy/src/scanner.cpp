@@ -1,5 +1,7 @@
 #include "sluice/policy/scanner.hpp"
 
+#include "posix_io.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +26,8 @@
 namespace sluice::policy {
 namespace {
 
+using detail::Fd;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -39,29 +43,6 @@ constexpr std::size_t kMaxExecFindings = 100;
 /// How often scan() looks at `stop` while waiting between attempts.
 constexpr milliseconds kStopPollInterval{20};
 
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            if (fd_ >= 0) ::close(fd_);
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
-
-private:
-    int fd_ = -1;
-};
 
 std::string errno_text(int err) {
     std::array<char, 256> buf{};

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <utility>
 
+#include "posix_io.hpp"
 #include "sluice/bundle/bundle.hpp"
 
 namespace sluice::policy {
@@ -21,48 +22,10 @@ namespace {
 /// one is refused rather than read into memory (same bound as bundle::Limits).
 constexpr std::size_t kMaxManifestBytes = bundle::Limits{}.max_tag_file_bytes;
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
 
-private:
-    int fd_;
-};
-
-Error io_error(const fs::path& path, std::string_view what, int err) {
-    return fail(path.string() + ": " + std::string(what) + ": " + std::strerror(err));
-}
 
 Result<std::string> read_manifest(const fs::path& path) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK));
-    if (!fd.valid()) {
-        if (errno == ENOENT) return fail(path.string() + ": missing (not a bag directory?)");
-        return io_error(path, "cannot open", errno);
-    }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return io_error(path, "cannot stat", errno);
-    if (!S_ISREG(st.st_mode)) return fail(path.string() + ": not a regular file");
-    if (static_cast<std::uint64_t>(st.st_size) > kMaxManifestBytes) {
-        return fail(path.string() + ": larger than the " + std::to_string(kMaxManifestBytes) + "-byte limit");
-    }
-    std::string text(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t got = 0;
-    while (got < text.size()) {
-        ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return io_error(path, "read failed", errno);
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
-    }
-    text.resize(got);
-    return text;
+    return detail::read_regular_file(path, kMaxManifestBytes, " (not a bag directory?)");
 }
 
 }  // namespace
@@ -86,7 +49,7 @@ Result<std::vector<TreeEntry>> read_bag_payload(const fs::path& bag_dir) {
         struct stat st {};
         if (::lstat(file.c_str(), &st) != 0) {
             if (errno == ENOENT) return fail(m.path + ": listed in " + std::string(bundle::kManifest) + " but missing");
-            return io_error(file, "cannot stat", errno);
+            return detail::io_error(file, "cannot stat", errno);
         }
         if (!S_ISREG(st.st_mode)) return fail(m.path + ": not a regular file");
         entries.push_back(TreeEntry{m.path, static_cast<std::uint64_t>(st.st_size), bundle::to_hex(m.digest)});

@@ -122,6 +122,9 @@ private:
     Result<ImportRecord> do_release(ImportRecord record);
     Result<void> save(const ImportRecord& r);
     Result<ImportRecord> claim(const std::string& id_or_prefix);
+    /// Claims the record, runs `body` on it, releases the claim.
+    Result<ImportRecord> with_claim(const std::string& id_or_prefix,
+                                    const std::function<Result<ImportRecord>(ImportRecord&)>& body);
     void unclaim(const std::string& id);
     Result<std::string> resolve_locked(const std::string& id_or_prefix) const;
     void emit(std::string_view event, const ImportRecord& r, nlohmann::json fields = nlohmann::json::object()) const;
