@@ -115,6 +115,11 @@ void print_receiver(const json& s) {
                       << (r.contains("refused") ? "REFUSED: " + r["refused"].get<std::string>() : r.value("path", "")) << "\n";
         }
     }
+    if (s.contains("imports") && s["imports"].is_object()) {
+        std::string counts;
+        for (const auto& [state, n] : s["imports"].items()) counts += (counts.empty() ? "" : ", ") + n.dump() + " " + state;
+        std::cout << "  imports     " << (counts.empty() ? "none yet" : counts) << " (sluice pending)\n";
+    }
     if (!s["alarms"].empty()) {
         std::cout << "  alarms (newest first)\n";
         for (const auto& a : s["alarms"]) std::cout << "    " << a.dump() << "\n";
