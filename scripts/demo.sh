@@ -30,8 +30,9 @@ mkdir -p trust && cp keys/*.pub trust/   # the destination side trusts these pub
 
 step "2. A model release, as a training pipeline leaves it"
 mkdir -p release/weights release/tokenizer release/serving release/eval release/prompts
-head -c 64M /dev/urandom > release/weights/model-00001.safetensors
-head -c 16M /dev/urandom > release/weights/model-00002.safetensors
+# (a fixed first byte: random data starting 0xEB is typed as a DOS executable by libmagic)
+{ printf 'WEIGHTS\n'; head -c 64M /dev/urandom; } > release/weights/model-00001.safetensors
+{ printf 'WEIGHTS\n'; head -c 16M /dev/urandom; } > release/weights/model-00002.safetensors
 echo '{"model_type": "llama", "vocab_size": 32000}' > release/tokenizer/tokenizer.json
 printf 'model = "assistant-7b"\nmax_batch = 16\nport = 8080\n' > release/serving/config.toml
 echo '{"suite": "internal-qa-v3", "accuracy": 0.912, "previous": 0.891}' > release/eval/report.json
@@ -165,7 +166,7 @@ run "$sluice" bundle verify releases/models/current --trust trust --min-signers 
 step "11. The next release: what changed is shown against the current one; then an immediate rollback"
 cp -r release release-1.5.0
 echo '{"suite": "internal-qa-v3", "accuracy": 0.925, "previous": 0.912}' > release-1.5.0/eval/report.json
-head -c 8M /dev/urandom > release-1.5.0/weights/adapter.safetensors
+{ printf 'WEIGHTS\n'; head -c 8M /dev/urandom; } > release-1.5.0/weights/adapter.safetensors
 "$sluice" bundle create release-1.5.0 --out bundle-1.5.0 --channel models --version 1.5.0 --previous 1.4.0 \
     --changes "LoRA adapter for hydraulics manuals" --reason "QA accuracy 0.912 -> 0.925" \
     --approved-by "Model release board, ticket REL-151" --rollback-to 1.4.0 \

@@ -181,10 +181,19 @@ std::vector<diode::Endpoint> parse_lanes(const std::vector<std::string>& lanes) 
 }
 
 void require_any_role(const Peer& peer, const RolesConfig& roles) {
-    if (!has_role(peer, Role::operator_, roles) && !has_role(peer, Role::officer, roles) &&
-        !has_role(peer, Role::auditor, roles)) {
-        require_role(peer, Role::operator_, roles);  // throws, naming the operator groups
+    if (has_role(peer, Role::operator_, roles) || has_role(peer, Role::officer, roles) ||
+        has_role(peer, Role::auditor, roles)) {
+        return;
     }
+    // Any of the three roles will do: name every group that grants one, not only
+    // the operators' (an officer asking why `sluice pending` refuses must not be
+    // told to become an operator).
+    std::string groups;
+    for (const auto* list : {&roles.operator_groups, &roles.officer_groups, &roles.auditor_groups}) {
+        for (const auto& g : *list) groups += (groups.empty() ? "" : ", ") + g;
+    }
+    throw std::runtime_error("permission denied: " + peer.user + " needs the operator, officer or auditor role" +
+                             (groups.empty() ? std::string(" (only root holds one)") : " (a member of one of " + groups + ")"));
 }
 
 void write_metrics(const std::optional<fs::path>& path, std::span<const MetricSample> samples) {

@@ -189,7 +189,7 @@ Result<bool> approve(ImportRecord& r, const Actor& officer, const std::string& r
         return fail("bundle " + r.bundle_id.substr(0, 12) + " is " + std::string(to_string(r.state)) +
                     ", not pending approval; nothing to approve");
     }
-    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t'; })) {
+    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; })) {
         return fail("an approval needs a reason: --reason \"why this may go to production\"");
     }
     for (const auto& a : r.approvals) {
@@ -210,11 +210,14 @@ Result<bool> approve(ImportRecord& r, const Actor& officer, const std::string& r
 }
 
 Result<void> reject(ImportRecord& r, const Actor& officer, const std::string& reason, const std::string& at) {
-    if (r.state != ImportState::pending_approval && r.state != ImportState::held && r.state != ImportState::failed) {
+    // `approved` is included: a bundle whose release keeps failing (its quarantine
+    // copy lost, say) must have a way out other than being retried forever.
+    if (r.state != ImportState::pending_approval && r.state != ImportState::held && r.state != ImportState::failed &&
+        r.state != ImportState::approved) {
         return fail("bundle " + r.bundle_id.substr(0, 12) + " is " + std::string(to_string(r.state)) +
-                    "; only a pending, held or failed bundle can be rejected");
+                    "; only a pending, held, failed or approved (not yet released) bundle can be rejected");
     }
-    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t'; })) {
+    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; })) {
         return fail("a rejection needs a reason: --reason \"why this must not go to production\"");
     }
     r.rejection = Decision{officer.user, officer.uid, at, reason};

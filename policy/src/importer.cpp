@@ -455,7 +455,7 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
 
     ApprovalMode mode = channel->approval;
     const bool rollback = rec.release->rollback && hist.highest_released &&
-                          compare_versions(rec.version, *hist.highest_released) < 0;
+                          compare_versions(rec.version, *hist.highest_released) <= 0;  // equal by order ("2.0+b"): a rollback too
     rec.approvals.clear();
     if (mode == ApprovalMode::automatic && !rollback) {
         rec.approval_mode = "auto";
@@ -641,7 +641,7 @@ Result<std::vector<ReleaseEntry>> Importer::releases(const std::string& channel)
 
 Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std::optional<std::string>& to,
                                            const Actor& officer, const std::string& reason) {
-    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t'; }))
+    if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }))
         return fail("a rollback needs a reason: --reason \"what went wrong\"");
     std::lock_guard release_lock(release_mutex_);
     const auto current = store_.current(channel);
@@ -677,13 +677,22 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
     }
     if (auto ok = store_.set_current(channel, target); !ok) return ok.error();
     const std::string at = now_text();
+    std::string target_bundle;  // the bundle now current again, for the audit log
     {
         std::lock_guard lock(mutex_);
-        channels_[channel].rollbacks.push_back({{"from", *current}, {"to", target}, {"at", at}, {"by", officer.user}, {"reason", reason}});
+        auto& data = channels_[channel];
+        for (auto r = data.released.rbegin(); r != data.released.rend(); ++r) {
+            if (r->version == target) {
+                target_bundle = r->bundle_id;
+                break;
+            }
+        }
+        data.rollbacks.push_back({{"from", *current}, {"to", target}, {"at", at}, {"by", officer.user}, {"reason", reason}});
     }
     auto saved = save_channel(channel);
     json fields{{"channel", channel}, {"from", *current}, {"to", target}, {"actor", officer.user}, {"uid", officer.uid},
                 {"reason", reason}, {"outcome", "ok"}};
+    if (!target_bundle.empty()) fields["bundle"] = target_bundle;
     if (!saved) fields["warning"] = "rollback done but not recorded in the channel history: " + saved.error().message;
     if (sink_) sink_("channel_rolled_back", fields);
     return RollbackOutcome{channel, *current, target};

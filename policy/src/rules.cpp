@@ -58,6 +58,12 @@ std::string bytes_text(std::uint64_t n) {
     return buf;
 }
 
+/// " (1025 > 1024 bytes)" when the rounded sizes read alike ("1.0 KiB" both), else "".
+std::string exact(std::uint64_t value, std::uint64_t limit) {
+    if (bytes_text(value) != bytes_text(limit)) return {};
+    return " (" + std::to_string(value) + " > " + std::to_string(limit) + " bytes)";
+}
+
 }  // namespace
 
 std::string_view to_string(ApprovalMode mode) {
@@ -144,7 +150,8 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
     if (channel.max_bundle_bytes) {
         const bool ok = facts.payload_bytes <= *channel.max_bundle_bytes;
         add("max_bundle_bytes", ok,
-            bytes_text(facts.payload_bytes) + " of payload; at most " + bytes_text(*channel.max_bundle_bytes) + " allowed");
+            bytes_text(facts.payload_bytes) + " of payload; at most " + bytes_text(*channel.max_bundle_bytes) + " allowed" +
+                (ok ? "" : exact(facts.payload_bytes, *channel.max_bundle_bytes)));
     }
     if (channel.max_files) {
         const bool ok = facts.files.size() <= *channel.max_files;
@@ -156,7 +163,7 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
         std::uint64_t largest = 0;
         for (const auto& f : facts.files) {
             largest = std::max(largest, f.size);
-            if (f.size > *channel.max_file_bytes) over.push_back(f.path + " (" + bytes_text(f.size) + ")");
+            if (f.size > *channel.max_file_bytes) over.push_back(f.path + " (" + bytes_text(f.size) + ")" + exact(f.size, *channel.max_file_bytes));
         }
         add("max_file_bytes", over.empty(),
             over.empty() ? "largest file " + bytes_text(largest) + "; at most " + bytes_text(*channel.max_file_bytes) + " allowed"
@@ -166,7 +173,10 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
         std::vector<std::string> refused;
         std::set<std::string> seen;
         for (const auto& f : facts.files) {
-            const bool ok = std::any_of(channel.allowed_types.begin(), channel.allowed_types.end(),
+            // An empty file has no content to type (libmagic: inode/x-empty) and
+            // none to fear; an empty __init__.py must not need an allowlist entry.
+            const bool ok = f.size == 0 ||
+                            std::any_of(channel.allowed_types.begin(), channel.allowed_types.end(),
                                         [&](const std::string& p) { return type_matches(p, f.type); });
             if (!ok) refused.push_back(f.path + " is " + f.type);
             seen.insert(f.type);

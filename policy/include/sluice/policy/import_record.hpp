@@ -99,7 +99,8 @@ struct ImportRecord {
 /// completes the required number (the record is then `approved`).
 [[nodiscard]] Result<bool> approve(ImportRecord& r, const Actor& officer, const std::string& reason, const std::string& at);
 
-/// An officer's rejection of a pending or held bundle. Error: any other state, empty reason.
+/// An officer's rejection of a pending, held, failed or approved-but-unreleased
+/// bundle. Error: any other state (released, rejected, quarantined, scanning), a blank reason.
 [[nodiscard]] Result<void> reject(ImportRecord& r, const Actor& officer, const std::string& reason, const std::string& at);
 
 }  // namespace sluice::policy

@@ -24,7 +24,7 @@ namespace sluice::policy {
 struct FileFact {
     std::string path;  ///< bag-relative, "data/model.bin"
     std::uint64_t size = 0;
-    std::string type;  ///< MIME type by content, "application/octet-stream"
+    std::string type;  ///< MIME type by content, "application/octet-stream"; "inode/x-empty" for an empty file
 };
 
 struct BundleFacts {
@@ -52,8 +52,9 @@ struct RuleResult {
 };
 
 /// Reads the quarantined bag at `bag_dir`: verifies it (fixity and the channel's
-/// signers; a signer shortfall is a fact, not an error), and types every payload
-/// file. Error: the bag does not verify at all (named), I/O.
+/// signers) and types every payload file. A verification failure of any kind is
+/// a fact (`signature_error`, which fails the signers rule, naming what is wrong),
+/// not an error. Error: release.json unreadable, I/O while typing files.
 [[nodiscard]] Result<BundleFacts> gather_facts(const std::filesystem::path& bag_dir, const ChannelPolicy& channel);
 
 /// Every rule of the channel on these facts, in a fixed order.
