@@ -14,6 +14,7 @@
 #include "sluice/daemon/policy_config.hpp"
 #include "sluice/policy/release_store.hpp"
 #include "sluice/policy/rules.hpp"
+#include "sluice/policy/version.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -198,7 +199,9 @@ int explain(const std::string& bundle_path, const std::string& config_file, cons
     out["history_known"] = cfg.has_value();
     std::string decision;
     if (!passed) decision = "rejected by the rules above";
-    else if (summary->release->rollback && history.highest_released) decision = "scanned, then held for one officer's approval (a signed rollback)";
+    else if (summary->release->rollback && history.highest_released &&
+             policy::compare_versions(summary->release->version, *history.highest_released) <= 0)
+        decision = "scanned, then held for one officer's approval (a signed rollback)";
     else if (channel->approval == policy::ApprovalMode::automatic) decision = "scanned, then released automatically if every scanner passes";
     else decision = "scanned, then held for " + std::to_string(channel->approvers) + " officer approval(s)";
     out["decision"] = passed ? "pass" : "rejected";

@@ -16,7 +16,8 @@ void log_event(std::string_view event, const json& fields) {
     std::vector<LogField> out;
     out.reserve(fields.size());
     for (const auto& [key, value] : fields.items()) {
-        out.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
+        out.emplace_back(key, value.is_string() ? value.get<std::string>()
+                                                : value.dump(-1, ' ', false, json::error_handler_t::replace));
     }
     const std::string outcome = fields.value("outcome", "");
     LogLevel level = LogLevel::info;
@@ -65,6 +66,7 @@ void ImportService::stop() {
     stopping_ = true;
     intake_.join();
     releaser_.join();
+    switcher_.join();
 }
 
 void ImportService::set_policy(std::shared_ptr<const policy::Policy> policy) { importer_.set_policy(std::move(policy)); }
@@ -126,7 +128,7 @@ bool ImportService::handles(const std::string& command) {
 
 json ImportService::summary() const {
     json counts = json::object();
-    for (const auto& r : importer_.list()) counts[std::string(policy::to_string(r.state))] = counts.value(std::string(policy::to_string(r.state)), 0) + 1;
+    for (const auto& [state, n] : importer_.counts()) counts[std::string(policy::to_string(state))] = n;
     return counts;
 }
 
@@ -170,14 +172,15 @@ void ImportService::handle(const json& request, const Peer& peer, const RolesCon
     // Officer commands: the identity is the kernel's, never a field of the request.
     require_role(peer, Role::officer, roles);
     const policy::Actor actor = actor_of(peer);
-    if (command == "reject") {
-        auto r = importer_.reject(text_field(request, "bundle", true), actor, text_field(request, "reason", true));
-        if (!r) return fail_with(r.error());
-        return respond({{"import", brief(*r)}});
-    }
     const std::string reason = text_field(request, "reason", command != "rescan");
     auto job = [this, request, actor, reason, command, respond] {
         try {
+            if (stopping_) return respond({{"ok", false}, {"error", "the receiver is stopping; try again once it is back"}});
+            if (command == "reject") {
+                auto r = importer_.reject(text_field(request, "bundle", true), actor, reason);
+                if (!r) return respond({{"ok", false}, {"error", r.error().message}});
+                return respond({{"import", brief(*r)}});
+            }
             if (command == "approve") {
                 auto r = importer_.approve(text_field(request, "bundle", true), actor, reason);
                 if (!r) return respond({{"ok", false}, {"error", r.error().message}});
@@ -200,9 +203,12 @@ void ImportService::handle(const json& request, const Peer& peer, const RolesCon
             respond({{"ok", false}, {"error", e.what()}});
         }
     };
-    // Scans are long: a rescan waits behind other intake; approvals and
-    // rollbacks go to the release thread so they never wait behind a scan.
-    boost::asio::post(command == "rescan" ? intake_ : releaser_, std::move(job));
+    // Scans are long: a rescan waits behind other intake. Approvals (which copy
+    // a release) and rejections go to the release thread; rollbacks have their
+    // own, so an emergency switch never waits behind a copy or a hook.
+    // Nothing here blocks the io thread, which also drives the diode.
+    auto& pool = command == "rescan" ? intake_ : command == "rollback" ? switcher_ : releaser_;
+    boost::asio::post(pool, std::move(job));
 }
 
 }  // namespace sluice::daemon

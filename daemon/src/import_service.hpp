@@ -3,8 +3,9 @@
 // and answered on the control socket.
 //
 //   finalizer ── incoming/<id>.tar ──► intake thread: admit (quarantine, rules, scanners)
-//   control: approve / rollback ─────► release thread: release, rollback (copies, switches)
-//   control: pending / show / releases / reject ──► answered at once (records in memory)
+//   control: approve / reject ───────► release thread: release (copy, switch, hooks)
+//   control: rollback ───────────────► switch thread: rollback (never behind a copy)
+//   control: pending / show / releases ──► answered at once (records in memory)
 //   every minute: backlog (failed quarantines, interrupted scans, unreleased approvals)
 
 #include <atomic>
@@ -56,6 +57,7 @@ private:
     std::set<std::string> queued_;  // "a:<id>" admits and "r:<id>" releases waiting or running
     boost::asio::thread_pool intake_{1};
     boost::asio::thread_pool releaser_{1};
+    boost::asio::thread_pool switcher_{1};  // rollbacks only
 };
 
 }  // namespace sluice::daemon

@@ -52,7 +52,13 @@ policy::ScannerSpec read_scanner(const Document& doc, const std::string& name, c
     if (type == "exec") {
         for (auto k : {"socket", "address", "max_stream_bytes"})
             if (r.find(k)) r.fail_at(r.line(k), k, "only a clamd scanner has this key");
-        spec.kind = policy::ExecScanner{read_command(r, "command")};
+        auto command = read_command(r, "command");
+        if (std::none_of(command.begin() + 1, command.end(),
+                         [](const std::string& a) { return a.find("{path}") != std::string::npos; }))
+            r.fail_at(r.line("command"), "command",
+                      "no argument holds {path}: the scanner would not be told what to scan "
+                      "(e.g. [\"/usr/bin/yara\", \"-r\", \"rules.yar\", \"{path}\"])");
+        spec.kind = policy::ExecScanner{std::move(command)};
     } else if (type == "clamd") {
         if (r.find("command")) r.fail_at(r.line("command"), "command", "only an exec scanner has this key");
         policy::ClamdScanner clamd;

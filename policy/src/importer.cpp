@@ -122,9 +122,18 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
     for (const auto& entry : fs::directory_iterator(paths_.state / "imports", ec)) {
         if (entry.path().extension() != ".json") continue;
         auto j = read_json(entry.path());
-        if (!j) throw std::runtime_error(j.error().message);
-        auto r = record_from_json(*j);
-        if (!r) throw std::runtime_error(entry.path().string() + ": " + r.error().message);
+        Result<ImportRecord> r = j ? record_from_json(*j) : Result<ImportRecord>(j.error());
+        if (!r) {
+            // One damaged file must not stop the receiver (and the diode with it):
+            // set it aside for the operator and go on.
+            const fs::path aside = entry.path().string() + ".damaged";
+            std::error_code rename_ec;
+            fs::rename(entry.path(), aside, rename_ec);
+            if (sink_)
+                sink_("import_record_damaged", {{"outcome", "error"}, {"file", entry.path().string()},
+                                                {"moved_to", aside.string()}, {"error", r.error().message}});
+            continue;
+        }
         records_.emplace(r->bundle_id, std::move(*r));
     }
     for (const auto& entry : fs::directory_iterator(paths_.state / "channels", ec)) {
@@ -165,11 +174,14 @@ void Importer::emit(std::string_view event, const ImportRecord& r, json fields) 
 }
 
 Result<void> Importer::save(const ImportRecord& r) {
-    auto ok = write_durably(paths_.state / "imports" / (r.bundle_id + ".json"), to_json(r).dump(2) + "\n");
-    if (!ok) return ok;
+    // Scanner and hook output is arbitrary bytes: invalid UTF-8 is replaced, never a throw.
+    auto ok = write_durably(paths_.state / "imports" / (r.bundle_id + ".json"),
+                            to_json(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     std::lock_guard lock(mutex_);
+    // Memory follows even when the disk did not: the daemon must not redo what
+    // was done (a release switched); the error is reported by the caller.
     records_[r.bundle_id] = r;
-    return {};
+    return ok;
 }
 
 Result<void> Importer::save_channel(const std::string& channel) {
@@ -183,7 +195,8 @@ Result<void> Importer::save_channel(const std::string& channel) {
             j["released"].push_back({{"version", e.version}, {"bundle", e.bundle_id}, {"at", e.released_at}, {"by", e.released_by}});
         j["rollbacks"] = data.rollbacks;
     }
-    return write_durably(paths_.state / "channels" / (channel + ".json"), j.dump(2) + "\n");
+    return write_durably(paths_.state / "channels" / (channel + ".json"),
+                         j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 Result<std::string> Importer::resolve_locked(const std::string& id_or_prefix) const {
@@ -233,6 +246,13 @@ std::vector<ImportRecord> Importer::list(const std::set<ImportState>& states) co
     return out;
 }
 
+std::map<ImportState, std::size_t> Importer::counts() const {
+    std::lock_guard lock(mutex_);
+    std::map<ImportState, std::size_t> out;
+    for (const auto& [id, r] : records_) ++out[r.state];
+    return out;
+}
+
 ChannelHistory Importer::history_locked(const std::string& channel) const {
     ChannelHistory h;
     if (auto it = channels_.find(channel); it != channels_.end()) {
@@ -241,6 +261,10 @@ ChannelHistory Importer::history_locked(const std::string& channel) const {
     }
     h.current = store_.current(channel);
     h.kept = store_.versions(channel);
+    // The release directory is a floor too: a lost channel history must not
+    // let an older version pass as a first release.
+    if (!h.kept.empty() && (!h.highest_released || compare_versions(h.kept.back(), *h.highest_released) > 0))
+        h.highest_released = h.kept.back();
     return h;
 }
 
@@ -259,6 +283,7 @@ Importer::Backlog Importer::backlog() const {
         b.to_admit.push_back(p);
     }
     for (const auto& [id, r] : records_) {
+        if (busy_.count(id) != 0) continue;  // being worked on (a rescan, a release)
         const bool redo = r.state == ImportState::failed || r.state == ImportState::quarantined || r.state == ImportState::scanning;
         const fs::path archive = paths_.incoming / (id + ".tar");
         if (redo && std::find(b.to_admit.begin(), b.to_admit.end(), archive) == b.to_admit.end()) b.to_admit.push_back(archive);
@@ -289,6 +314,7 @@ Result<ImportRecord> Importer::admit(const fs::path& archive, const std::atomic<
             // The same bundle again: a replay (or a re-send after a lost delivery
             // marker). The first record stands; this copy goes.
             std::error_code ec;
+            if (!fs::exists(archive, ec)) return *existing;  // nothing arrived: a stale backlog entry
             fs::remove(archive, ec);
             emit("bundle_replayed", *existing,
                  {{"outcome", "refused"}, {"reason", "bundle " + short_id(id) + " was imported before (now " +
@@ -369,8 +395,15 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
     rec.version = rec.release->version;
     const ChannelPolicy* channel = policy->channel(rec.channel);
     if (channel == nullptr) {
-        return end_rejected("no import policy for channel " + rec.channel + ": add [channels." + rec.channel + "] to " +
-                            policy->file.string());
+        // Held, not rejected: once the policy names the channel (SIGHUP), `sluice
+        // rescan` takes it on; a rejection would make the bundle id unusable.
+        rec.state_reason = "no import policy for channel " + rec.channel + ": add [channels." + rec.channel + "] to " +
+                           policy->file.string() + ", reload (SIGHUP) and `sluice rescan " + short_id(rec.bundle_id) +
+                           "`, or reject it";
+        rec.transition(ImportState::held, Actor::system(), now_text(), rec.state_reason);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_held", rec, {{"outcome", "held"}, {"reason", rec.state_reason}});
+        return rec;
     }
     auto facts = gather_facts(qdir, *channel);
     if (!facts) {
@@ -476,82 +509,148 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
     return rec;
 }
 
+std::mutex& Importer::channel_lock(const std::string& channel) {
+    std::lock_guard lock(mutex_);
+    auto& m = channel_locks_[channel];
+    if (!m) m = std::make_unique<std::mutex>();
+    return *m;
+}
+
 Result<ImportRecord> Importer::do_release(ImportRecord rec) {
     auto policy = this->policy();
     const ChannelPolicy* channel = policy->channel(rec.channel);
-    const unsigned keep = channel ? channel->keep_releases : 5;
-    const std::vector<PostReleaseHook> hooks = channel ? channel->post_release : std::vector<PostReleaseHook>{};
     const fs::path qdir = paths_.quarantine / rec.bundle_id;
+    const fs::path target = store_.path_of(rec.channel, rec.version);
     auto release_failed = [&](const std::string& why) -> Result<ImportRecord> {
         ++rec.attempts;
-        rec.state_reason = "release failed: " + why + " (retried every minute; attempt " + std::to_string(rec.attempts) + ")";
+        rec.state_reason = "release failed: " + why + " (retried every minute; attempt " + std::to_string(rec.attempts) +
+                           "; `sluice reject` gives up on it)";
         if (auto ok = save(rec); !ok) return ok.error();
         emit("release_failed", rec, {{"outcome", "error"}, {"error", why}, {"attempt", rec.attempts}});
         return rec;
     };
+    // Refused at the last step: what was installed for it goes (it was never current).
+    auto refuse = [&](const std::string& why, bool remove_installed) -> Result<ImportRecord> {
+        if (remove_installed && store_.current(rec.channel) != rec.version) (void)store_.remove(rec.channel, rec.version);
+        rec.state_reason = why;
+        rec.transition(ImportState::rejected, Actor::system(), now_text(), why);
+        if (auto ok = save(rec); !ok) return ok.error();
+        emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", why}, {"actor", "system"}});
+        return rec;
+    };
+    if (channel == nullptr) {
+        return refuse("channel " + rec.channel + " is no longer in the import policy " + policy->file.string(), false);
+    }
+    bool switched_before = false;  // a crash came after the switch, before the record said so
     {
-        std::lock_guard release_lock(release_mutex_);
-        const fs::path target = store_.path_of(rec.channel, rec.version);
+        std::lock_guard lock(mutex_);
+        if (auto it = channels_.find(rec.channel); it != channels_.end()) {
+            for (const auto& e : it->second.released) switched_before = switched_before || e.bundle_id == rec.bundle_id;
+        }
+    }
+    std::string by = "auto";
+    if (!rec.approvals.empty()) {
+        by.clear();
+        for (const auto& a : rec.approvals) by += (by.empty() ? "" : ", ") + a.user;
+    }
+    std::optional<std::string> previous;
+    std::string at = now_text();
+    if (!switched_before) {
         std::error_code ec;
         if (fs::exists(target, ec)) {
             if (!holds_bundle(target, rec.bundle_id)) {
-                // Another bundle of the same version won the race (both were pending).
-                rec.state_reason = "version " + rec.version + " of channel " + rec.channel +
-                                   " was released meanwhile by another bundle";
-                rec.transition(ImportState::rejected, Actor::system(), now_text(), rec.state_reason);
-                if (auto ok = save(rec); !ok) return ok.error();
-                emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", rec.state_reason}, {"actor", "system"}});
-                return rec;
+                return refuse("version " + rec.version + " of channel " + rec.channel +
+                                  " was released meanwhile by another bundle",
+                              false);
             }
             // Installed before a crash or a failed switch: carry on from there.
         } else {
-            if (!fs::exists(qdir, ec)) return release_failed("quarantine/" + rec.bundle_id + " is missing");
+            // The copy runs without the channel lock: a rollback must not wait behind it.
+            if (!fs::exists(qdir, ec)) {
+                return release_failed("quarantine/" + rec.bundle_id +
+                                      " is missing; the bundle must be sent again");
+            }
             auto installed = store_.install(rec.channel, rec.version, qdir);
             if (!installed) return release_failed(installed.error().message);
         }
-        const auto previous = store_.current(rec.channel);
-        if (auto ok = store_.set_current(rec.channel, rec.version); !ok) return release_failed(ok.error().message);
-        std::string by = "auto";
-        if (!rec.approvals.empty()) {
-            by.clear();
-            for (const auto& a : rec.approvals) by += (by.empty() ? "" : ", ") + a.user;
+        // What production will read is checked, not what quarantine held: the
+        // copy must be this bundle, signed as the channel requires *now*.
+        bundle::VerifyOptions v;
+        v.trust = channel->trust.get();
+        v.min_signers = channel->min_signers;
+        auto report = bundle::verify_bag_dir(target, v);
+        if (!report) return refuse("the release copy does not verify: " + report.error().message, true);
+        if (report->bundle_id != rec.bundle_id) {
+            return refuse("the release copy is bundle " + report->bundle_id + ", not " + rec.bundle_id +
+                              " (quarantine was altered)",
+                          true);
         }
-        const std::string at = now_text();
+
+        std::lock_guard channel_guard(channel_lock(rec.channel));
+        // Versions only go forward: another bundle may have been released since
+        // this one was evaluated (two pending, approved out of order).
+        std::optional<std::string> floor;  // newest released or kept, this bundle's own copy aside
+        {
+            std::lock_guard lock(mutex_);
+            if (auto it = channels_.find(rec.channel); it != channels_.end()) floor = it->second.highest;
+        }
+        for (const auto& kept : store_.versions(rec.channel)) {
+            if (kept != rec.version && (!floor || compare_versions(kept, *floor) > 0)) floor = kept;
+        }
+        const bool forward = !floor || compare_versions(rec.version, *floor) > 0;
+        if (!forward && !(rec.release && rec.release->rollback)) {
+            return refuse(rec.version + " is no longer newer than " + *floor +
+                              ", released on channel " + rec.channel +
+                              " since it was checked; send it again as a signed rollback if it is meant to go back",
+                          true);
+        }
+        previous = store_.current(rec.channel);
+        if (auto ok = store_.set_current(rec.channel, rec.version); !ok) return release_failed(ok.error().message);
+        // The switch is the point of no return: what follows is bookkeeping,
+        // and a failure of it must never undo or redo the switch.
+        at = now_text();
         {
             std::lock_guard lock(mutex_);
             auto& data = channels_[rec.channel];
             if (!data.highest || compare_versions(rec.version, *data.highest) > 0) data.highest = rec.version;
             data.released.push_back({rec.version, rec.bundle_id, at, by});
         }
-        if (auto ok = save_channel(rec.channel); !ok) return release_failed(ok.error().message);
-        rec.released_at = at;
-        rec.release_path = target.string();
-        rec.state_reason.clear();
-        rec.transition(ImportState::released, Actor::system(), at, "current -> " + rec.version);
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_released", rec, {{"outcome", "released"}, {"path", target.string()}, {"previous", previous ? json(*previous) : json(nullptr)},
-                                      {"approved_by", by}});
-        if (auto pruned = store_.prune(rec.channel, keep); pruned && !pruned->empty()) {
-            emit("releases_pruned", rec, {{"removed", *pruned}, {"keep", keep}});
+        if (auto ok = save_channel(rec.channel); !ok) {
+            emit("release_not_recorded", rec, {{"outcome", "error"}, {"error", ok.error().message}});
+        }
+    }
+    rec.released_at = at;
+    rec.release_path = target.string();
+    rec.state_reason.clear();
+    rec.transition(ImportState::released, Actor::system(), at, "current -> " + rec.version);
+    auto saved = save(rec);
+    emit("bundle_released", rec, {{"outcome", "released"}, {"path", target.string()},
+                                  {"previous", previous ? json(*previous) : json(nullptr)}, {"approved_by", by}});
+    if (!saved) emit("release_not_recorded", rec, {{"outcome", "error"}, {"error", saved.error().message}});
+    {
+        std::lock_guard channel_guard(channel_lock(rec.channel));
+        if (auto pruned = store_.prune(rec.channel, channel->keep_releases); pruned && !pruned->empty()) {
+            emit("releases_pruned", rec, {{"removed", *pruned}, {"keep", channel->keep_releases}});
         } else if (!pruned) {
             emit("prune_failed", rec, {{"outcome", "error"}, {"error", pruned.error().message}});
         }
     }
     remove_quarantine(rec.bundle_id);
 
-    const fs::path released = store_.path_of(rec.channel, rec.version);
-    for (const auto& hook : hooks) {
+    for (const auto& hook : channel->post_release) {
         CommandSpec spec;
-        spec.argv = substitute(hook.command, {{"path", released.string()}, {"channel", rec.channel},
+        spec.argv = substitute(hook.command, {{"path", target.string()}, {"channel", rec.channel},
                                               {"version", rec.version}, {"bundle", rec.bundle_id}});
         spec.timeout = hook.timeout;
         spec.env = minimal_environment({"SLUICE_CHANNEL=" + rec.channel, "SLUICE_VERSION=" + rec.version,
-                                        "SLUICE_BUNDLE=" + rec.bundle_id, "SLUICE_RELEASE_PATH=" + released.string()});
+                                        "SLUICE_BUNDLE=" + rec.bundle_id, "SLUICE_RELEASE_PATH=" + target.string()});
         CommandResult result = run_command(spec);
         HookRun run{hook.name, result.outcome == CommandResult::Outcome::exited && result.exit_code == 0,
                     result.describe(), result.output, now_text()};
         rec.hooks.push_back(run);
-        if (auto ok = save(rec); !ok) return ok.error();
+        if (auto ok = save(rec); !ok) {
+            emit("release_not_recorded", rec, {{"outcome", "error"}, {"error", ok.error().message}});
+        }
         emit(run.ok ? "post_release_hook" : "post_release_hook_failed", rec,
              {{"hook", hook.name}, {"outcome", run.ok ? "ok" : "error"}, {"result", run.result}});
     }
@@ -579,6 +678,11 @@ Result<ImportRecord> Importer::release(const std::string& bundle_id) {
 
 Result<ImportRecord> Importer::approve(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
     return with_claim(id_or_prefix, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        // A policy tightened since evaluation (SIGHUP) applies: more officers, never fewer.
+        if (const ChannelPolicy* ch = policy()->channel(rec.channel);
+            ch != nullptr && ch->approval != ApprovalMode::automatic && rec.state == ImportState::pending_approval) {
+            rec.approvals_required = std::max(rec.approvals_required, ch->approvers);
+        }
         auto done = policy::approve(rec, officer, reason, now_text());
         if (!done) return done.error();
         if (auto ok = save(rec); !ok) return ok.error();
@@ -592,6 +696,18 @@ Result<ImportRecord> Importer::approve(const std::string& id_or_prefix, const Ac
 
 Result<ImportRecord> Importer::reject(const std::string& id_or_prefix, const Actor& officer, const std::string& reason) {
     return with_claim(id_or_prefix, [&](ImportRecord& rec) -> Result<ImportRecord> {
+        if (rec.state == ImportState::approved) {
+            // Approved but not (known to be) released: if it is installed, it must
+            // not stay where a rollback could reach it; if it is live, it is released.
+            std::lock_guard channel_guard(channel_lock(rec.channel));
+            const fs::path target = store_.path_of(rec.channel, rec.version);
+            if (holds_bundle(target, rec.bundle_id)) {
+                if (store_.current(rec.channel) == rec.version)
+                    return fail("bundle " + short_id(rec.bundle_id) + " is live as " + rec.channel + " " + rec.version +
+                                "; use `sluice rollback " + rec.channel + "` instead");
+                if (auto removed = store_.remove(rec.channel, rec.version); !removed) return removed.error();
+            }
+        }
         if (auto ok = policy::reject(rec, officer, reason, now_text()); !ok) return ok.error();
         if (auto ok = save(rec); !ok) return ok.error();
         emit("bundle_rejected", rec, {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
@@ -643,7 +759,7 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
                                            const Actor& officer, const std::string& reason) {
     if (std::all_of(reason.begin(), reason.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }))
         return fail("a rollback needs a reason: --reason \"what went wrong\"");
-    std::lock_guard release_lock(release_mutex_);
+    std::lock_guard channel_guard(channel_lock(channel));
     const auto current = store_.current(channel);
     if (!current) return fail("channel " + channel + " has no current release to roll back");
     const auto kept = store_.versions(channel);

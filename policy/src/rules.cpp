@@ -98,8 +98,29 @@ Result<BundleFacts> gather_facts(const fs::path& bag_dir, const ChannelPolicy& c
         facts.signature_error = report.error().message;
     }
 
-    const fs::path data = bag_dir / "data";
     std::error_code ec;
+    // Only the bag's own tag files may sit beside data/: anything else would be
+    // released without the type, path and size rules having looked at it.
+    static constexpr std::string_view kTagFiles[] = {bundle::kBagitTxt, bundle::kBagInfoTxt, bundle::kReleaseJson,
+                                                     bundle::kManifest, bundle::kTagManifest};
+    for (fs::directory_iterator it(bag_dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
+        if (is_dir && name == "data") continue;
+        if (!is_dir && std::find(std::begin(kTagFiles), std::end(kTagFiles), name) != std::end(kTagFiles)) continue;
+        if (is_dir && name == "signatures") {
+            for (fs::directory_iterator sig(it->path(), ec); !ec && sig != end; sig.increment(ec)) {
+                if (sig->path().extension() != ".sig" || !sig->is_regular_file(ec))
+                    facts.extra_entries.push_back("signatures/" + sig->path().filename().string());
+            }
+            continue;
+        }
+        facts.extra_entries.push_back(name + (is_dir ? "/" : ""));
+    }
+    if (ec) return fail(bag_dir.string() + ": " + ec.message());
+    std::sort(facts.extra_entries.begin(), facts.extra_entries.end());
+
+    const fs::path data = bag_dir / "data";
     for (fs::recursive_directory_iterator it(data, ec), end; !ec && it != end; it.increment(ec)) {
         if (!it->is_regular_file(ec)) continue;
         FileFact f;
@@ -135,6 +156,11 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
                     (facts.signers.size() == 1 ? "" : "s") + " (" + join(facts.signers) + "); " + need);
         }
     }
+
+    add("bag_layout", facts.extra_entries.empty(),
+        facts.extra_entries.empty() ? "only data/ and the bag's own tag files"
+                                    : "not a payload file nor one of the bag's own tag files: " + name_some(facts.extra_entries) +
+                                          " (put release content under data/)");
 
     {
         std::vector<std::string> missing;
@@ -189,7 +215,8 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
         std::vector<std::string> hits;
         for (const auto& f : facts.files) {
             for (const auto& pattern : channel.forbidden_paths) {
-                if (fnmatch(pattern.c_str(), f.path.c_str(), 0) == 0) {
+                // Case-insensitive: "*.exe" must catch SETUP.EXE too.
+                if (fnmatch(pattern.c_str(), f.path.c_str(), FNM_CASEFOLD) == 0) {
                     hits.push_back(f.path + " matches \"" + pattern + "\"");
                     break;
                 }

@@ -239,6 +239,13 @@ public:
         CHECK(take(bundle::pack_bag(bags_.at(id), archive, {}, false)) == id);
         return archive;
     }
+    /// The bag directory make_bag made for `id`.
+    [[nodiscard]] fs::path bag(const std::string& id) const { return bags_.at(id); }
+    /// After a test changed a bag's tag files (and so its id).
+    void rename_bag(const std::string& old_id, const std::string& new_id) {
+        bags_[new_id] = bags_.at(old_id);
+        bags_.erase(old_id);
+    }
     /// make_bag + ship.
     std::pair<std::string, fs::path> send(const bundle::Release& rel) {
         const std::string id = make_bag(rel);
@@ -641,7 +648,7 @@ TEST_CASE("importer: an auto channel releases a clean bundle", "[policy][import]
     CHECK(r.payload_files == 2);
     CHECK(r.payload_bytes == 2048 + test::read_file(lab.release_dir("1.0.0") / "data" / "model.json").size());
     CHECK(all_passed(r.rules));
-    CHECK(r.rules.size() == 3);  // signers, required_answers, version
+    CHECK(r.rules.size() == 4);  // signers, required_answers, version
     REQUIRE(r.scans.size() == 1);
     CHECK(r.scans[0].scanner == "av");
     CHECK(r.scans[0].verdict == Verdict::clean);
@@ -900,19 +907,23 @@ TEST_CASE("importer: a failing scanner with on_error = reject rejects the bundle
     CHECK_FALSE(lab.current().has_value());
 }
 
-TEST_CASE("importer: a bundle for a channel without a policy is rejected naming the channel", "[policy][import]") {
+TEST_CASE("importer: a bundle for a channel without a policy is held, naming the channel, until the policy has it",
+          "[policy][import]") {
     Lab lab;
     auto importer = lab.open(lab.simple_policy(ApprovalMode::automatic));
     const auto [id, archive] = lab.send(Lab::release("1.0.0", "datasets"));
     const ImportRecord r = lab.admit(*importer, archive);
-    REQUIRE(r.state == ImportState::rejected);
+    REQUIRE(r.state == ImportState::held);
     CHECK(r.channel == "datasets");
-    CHECK(r.state_reason ==
-          "no import policy for channel datasets: add [channels.datasets] to /etc/sluice/policy.toml");
+    CHECK(contains(r.state_reason, "no import policy for channel datasets: add [channels.datasets] to /etc/sluice/policy.toml"));
+    CHECK(contains(r.state_reason, "sluice rescan " + id.substr(0, 12)));
     CHECK(r.rules.empty());
     CHECK(r.scans.empty());
     CHECK_FALSE(fs::exists(lab.paths.releases / "datasets"));
-    CHECK(lab.heard("bundle_rejected", id, "datasets"));
+    CHECK(lab.heard("bundle_held", id, "datasets"));
+    CHECK(importer->backlog().to_admit.empty());
+    // Held, so an officer can still reject it.
+    CHECK(importer->reject(id, Actor{"oscar", 1002}, "not for this site").ok());
 }
 
 TEST_CASE("importer: an archive not named <bundle-id>.tar is refused", "[policy][import]") {
@@ -1175,18 +1186,17 @@ TEST_CASE("importer: a restart keeps pending approvals and lists the backlog", "
     CHECK(importer->backlog().to_admit.empty());
 }
 
-TEST_CASE("importer: a damaged state file stops start-up, naming the file", "[policy][import]") {
+TEST_CASE("importer: a damaged state file is set aside, named, and start-up goes on", "[policy][import]") {
     Lab lab;
     const auto policy = lab.simple_policy(ApprovalMode::manual);
     { auto first = lab.open(policy); }
     const fs::path bad = lab.paths.state / "imports" / (std::string(64, 'a') + ".json");
     write_file(bad, "{\"schema\": \"sluice.import/1\", \"bundle\": ");
-    try {
-        auto importer = lab.open(policy);
-        FAIL("a damaged record was accepted");
-    } catch (const std::runtime_error& e) {
-        CHECK(contains(e.what(), bad.string()));
-    }
+    auto importer = lab.open(policy);
+    CHECK_FALSE(fs::exists(bad));
+    CHECK(fs::exists(bad.string() + ".damaged"));
+    CHECK(importer->list().empty());
+    CHECK(lab.events("import_record_damaged").size() == 1);
 }
 
 TEST_CASE("importer: post-release hooks get the released path and version; a failing hook leaves the release standing",
@@ -1274,4 +1284,95 @@ TEST_CASE("importer: the event sink hears every step with the bundle id", "[poli
     CHECK(rolled[0].fields.value("channel", "") == "models");
     // The bundle now current again: the audit log can tie the switch to a bundle.
     CHECK(rolled[0].fields.value("bundle", "") == a);
+}
+
+TEST_CASE("importer: approvals out of order never move current backwards", "[policy][import]") {
+    Lab lab;
+    auto importer = lab.open(lab.simple_policy(ApprovalMode::manual));
+    const auto [a, a_archive] = lab.send(Lab::release("1.4.0"));
+    const auto [b, b_archive] = lab.send(Lab::release("1.5.0"));
+    REQUIRE(lab.admit(*importer, a_archive).state == ImportState::pending_approval);
+    REQUIRE(lab.admit(*importer, b_archive).state == ImportState::pending_approval);
+    REQUIRE(take(importer->approve(b, kOlivia, "the newer one")).state == ImportState::released);
+    const ImportRecord late = take(importer->approve(a, kOlivia, "the older one, approved late"));
+    CHECK(late.state == ImportState::rejected);
+    CHECK(contains(late.state_reason, "1.4.0 is no longer newer than 1.5.0"));
+    CHECK(contains(late.state_reason, "signed rollback"));
+    CHECK(lab.current() == "1.5.0");
+    CHECK_FALSE(fs::exists(lab.paths.releases / "models" / "1.4.0"));
+}
+
+TEST_CASE("importer: a quarantine altered after the checks is not released", "[policy][import]") {
+    Lab lab;
+    auto importer = lab.open(lab.simple_policy(ApprovalMode::manual));
+    const auto [id, archive] = lab.send(Lab::release("1.0.0"));
+    REQUIRE(lab.admit(*importer, archive).state == ImportState::pending_approval);
+    // Something running as the daemon's user rewrites a payload file and its manifest line.
+    const fs::path q = lab.paths.quarantine / id;
+    ::chmod(q.c_str(), 0750);
+    ::chmod((q / "data").c_str(), 0750);
+    const fs::path model = q / "data" / "model.json";
+    ::chmod(model.c_str(), 0640);
+    write_file(model, "{\"evil\": true}\n");
+    ::chmod((q / "manifest-sha256.txt").c_str(), 0640);
+    std::string manifest;
+    {
+        std::ifstream in(q / "manifest-sha256.txt");
+        std::stringstream text;
+        text << in.rdbuf();
+        manifest = text.str();
+    }
+    const std::string digest = bundle::to_hex(bundle::sha256("{\"evil\": true}\n"));
+    const auto line = manifest.find("  data/model.json");
+    REQUIRE(line != std::string::npos);
+    manifest.replace(line - 64, 64, digest);
+    write_file(q / "manifest-sha256.txt", manifest);
+
+    const ImportRecord r = take(importer->approve(id, kOlivia, "looks right"));
+    CHECK(r.state == ImportState::rejected);
+    CHECK(contains(r.state_reason, "the release copy does not verify"));
+    CHECK_FALSE(lab.current().has_value());
+    CHECK_FALSE(fs::exists(lab.paths.releases / "models" / "1.0.0"));
+}
+
+TEST_CASE("importer: files beside data/ that are not the bag's own tag files are refused", "[policy][import]") {
+    Lab lab;
+    auto importer = lab.open(lab.simple_policy(ApprovalMode::automatic));
+    const std::string id = lab.make_bag(Lab::release("1.0.0"));
+    // A tag file BagIt would accept (listed in the tag manifest, bag re-signed).
+    const fs::path bag = lab.bag(id);
+    write_file(bag / "tool.exe", "MZ not really\n");
+    {
+        std::ofstream out(bag / "tagmanifest-sha256.txt", std::ios::app);
+        out << bundle::to_hex(bundle::sha256("MZ not really\n")) << "  tool.exe\n";
+    }
+    fs::remove_all(bag / "signatures");
+    REQUIRE(bundle::sign_bag(bag, lab.keys / "alice.key").ok());
+    std::ifstream in(bag / "tagmanifest-sha256.txt", std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string new_id = bundle::to_hex(bundle::sha256(text.str()));
+    lab.rename_bag(id, new_id);
+    const fs::path archive = lab.ship(new_id);
+    const ImportRecord r = lab.admit(*importer, archive);
+    CHECK(r.state == ImportState::rejected);
+    CHECK(contains(r.state_reason, "bag_layout"));
+    CHECK(contains(r.state_reason, "tool.exe"));
+    CHECK_FALSE(lab.current().has_value());
+}
+
+TEST_CASE("importer: rejecting an approved bundle whose switch failed removes its installed copy", "[policy][import]") {
+    Lab lab;
+    auto importer = lab.open(lab.simple_policy(ApprovalMode::manual));
+    const auto [id, archive] = lab.send(Lab::release("1.0.0"));
+    REQUIRE(lab.admit(*importer, archive).state == ImportState::pending_approval);
+    // The switch of `current` fails: a directory squats where the symlink goes.
+    fs::create_directories(lab.paths.releases / "models" / "current" / "squatter");
+    const ImportRecord stuck = take(importer->approve(id, kOlivia, "ok"));
+    REQUIRE(stuck.state == ImportState::approved);
+    CHECK(contains(stuck.state_reason, "release failed"));
+    CHECK(fs::exists(lab.paths.releases / "models" / "1.0.0"));
+    const ImportRecord r = take(importer->reject(id, kOscar, "give up on it"));
+    CHECK(r.state == ImportState::rejected);
+    CHECK_FALSE(fs::exists(lab.paths.releases / "models" / "1.0.0"));
 }

@@ -363,7 +363,7 @@ TEST_CASE("file_types on a real bag: a renamed PNG or ELF is still refused", "[p
 TEST_CASE("evaluate_rules: the fixed order, and only the rules the channel sets", "[policy][rules]") {
     const BundleFacts facts = facts_of({{"data/a.txt", 10, "text/plain"}});
     CHECK(rule_names(evaluate_rules(plain_channel(), facts, {})) ==
-          std::vector<std::string>{"signers", "required_answers", "version"});
+          std::vector<std::string>{"signers", "bag_layout", "required_answers", "version"});
 
     ChannelPolicy c = plain_channel();
     c.max_bundle_bytes = 1000;
@@ -372,7 +372,7 @@ TEST_CASE("evaluate_rules: the fixed order, and only the rules the channel sets"
     c.allowed_types = {"text/*"};
     c.forbidden_paths = {"*.exe"};
     const auto results = evaluate_rules(c, facts, {});
-    CHECK(rule_names(results) == std::vector<std::string>{"signers", "required_answers", "max_bundle_bytes", "max_files",
+    CHECK(rule_names(results) == std::vector<std::string>{"signers", "bag_layout", "required_answers", "max_bundle_bytes", "max_files",
                                                           "max_file_bytes", "file_types", "forbidden_paths", "version"});
     CHECK(all_passed(results));
     // Pure: the same facts give the same decisions.

@@ -17,7 +17,8 @@
 // Thread-safety: every public method may be called from any thread. Long work
 // (unpacking, scanning, copying) runs on the caller's thread without the lock;
 // a bundle being worked on is marked busy so no two threads act on it at once,
-// and releases and rollbacks of a channel are serialized.
+// and the switches of a channel (release, rollback, prune) are serialized while
+// the copies into the release directory run outside that lock.
 
 #include <atomic>
 #include <filesystem>
@@ -102,6 +103,8 @@ public:
 
     /// Records, newest first; `states` empty means all.
     [[nodiscard]] std::vector<ImportRecord> list(const std::set<ImportState>& states = {}) const;
+    /// How many records are in each state (no copies).
+    [[nodiscard]] std::map<ImportState, std::size_t> counts() const;
     /// A record by full id or a unique prefix of at least 6 hex digits.
     [[nodiscard]] Result<ImportRecord> find(const std::string& id_or_prefix) const;
 
@@ -148,7 +151,9 @@ private:
         std::vector<nlohmann::json> rollbacks;     // {from, to, at, by, reason}
     };
     std::map<std::string, ChannelData> channels_;
-    std::mutex release_mutex_;  // one release or rollback at a time
+    std::mutex& channel_lock(const std::string& channel);
+    // One switch of a channel at a time (release, rollback, prune); copies run outside it.
+    std::map<std::string, std::unique_ptr<std::mutex>> channel_locks_;  // guarded by mutex_
 };
 
 }  // namespace sluice::policy

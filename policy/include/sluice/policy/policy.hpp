@@ -51,7 +51,7 @@ struct ChannelPolicy {
     /// MIME types by content (libmagic), exact ("application/json") or a family
     /// ("text/*"). Empty: any type.
     std::vector<std::string> allowed_types;
-    /// Glob patterns (fnmatch) over bag paths ("data/bin/x.exe"); `*` also crosses '/'.
+    /// Glob patterns (fnmatch) over bag paths ("data/bin/x.exe"); `*` also crosses '/'; case-insensitive.
     std::vector<std::string> forbidden_paths;
     /// release.json answers that must be non-empty (beyond whitespace).
     std::vector<std::string> required_answers{"changes", "reason", "approved_by", "rollback_to"};

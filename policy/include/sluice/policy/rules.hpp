@@ -34,6 +34,10 @@ struct BundleFacts {
     std::string signature_error;       ///< why signatures fell short, if they did
     std::uint64_t payload_bytes = 0;
     std::vector<FileFact> files;       ///< payload files, sorted by path
+    /// Entries outside data/ that are not one of the bag's own tag files
+    /// (bagit.txt, bag-info.txt, release.json, the two manifests, signatures/*.sig):
+    /// BagIt allows extra tag files, but they would bypass the file rules.
+    std::vector<std::string> extra_entries;
 };
 
 /// What the receiver already did on the channel, for version monotonicity.
@@ -45,7 +49,7 @@ struct ChannelHistory {
 };
 
 struct RuleResult {
-    std::string rule;    ///< stable name: signers, max_bundle_bytes, max_files, max_file_bytes,
+    std::string rule;    ///< stable name: signers, bag_layout, max_bundle_bytes, max_files, max_file_bytes,
                          ///< file_types, forbidden_paths, required_answers, version
     bool passed = false;
     std::string detail;  ///< why, in words: "2 distinct trusted signers (alice, bob); 2 required"
