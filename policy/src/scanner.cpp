@@ -484,7 +484,8 @@ Result<FileVerdict> scan_file(const ScannerSpec& spec, const ClamdScanner& clamd
     return fail(where + "clamd answered '" + one_line(text) + "'" + what_to_do);
 }
 
-ScanResult scan_clamd(const ScannerSpec& spec, const ClamdScanner& clamd, const fs::path& root) {
+ScanResult scan_clamd(const ScannerSpec& spec, const ClamdScanner& clamd, const fs::path& root,
+                      const std::atomic<bool>* stop) {
     // Before touching the tree, so a configuration mistake is reported as one.
     if (auto address = resolve(clamd); !address) return error_result(spec, address.error().message);
     auto files = list_files(root, clamd.max_stream_bytes, spec.name);
@@ -496,6 +497,8 @@ ScanResult scan_clamd(const ScannerSpec& spec, const ClamdScanner& clamd, const 
     ScanResult r;
     r.scanner = spec.name;
     for (const auto& file : *files) {
+        // A shutdown does not wait for a million-file pass: the next start scans again.
+        if (stop != nullptr && stop->load()) return error_result(spec, "stopped");
         auto verdict = scan_file(spec, clamd, file, buffer, r.output);
         if (!verdict) {
             // A finding already made stands: the bundle is refused whatever the
@@ -532,14 +535,14 @@ std::string_view to_string(Verdict v) {
     return "error";
 }
 
-ScanResult scan_once(const ScannerSpec& spec, const fs::path& root) {
+ScanResult scan_once(const ScannerSpec& spec, const fs::path& root, const std::atomic<bool>* stop) {
     const auto start = Clock::now();
     ScanResult r;
     try {
         if (const auto* exec = std::get_if<ExecScanner>(&spec.kind)) {
             r = scan_exec(spec, *exec, root);
         } else {
-            r = scan_clamd(spec, std::get<ClamdScanner>(spec.kind), root);
+            r = scan_clamd(spec, std::get<ClamdScanner>(spec.kind), root, stop);
         }
     } catch (const std::exception& e) {
         // Only allocation can throw here; the caller was promised no exceptions.
@@ -556,7 +559,7 @@ ScanResult scan(const ScannerSpec& spec, const fs::path& root, const std::atomic
     ScanResult r = error_result(spec, "stopped");
     for (unsigned attempt = 1;; ++attempt) {
         if (stop.load()) break;
-        r = scan_once(spec, root);
+        r = scan_once(spec, root, &stop);
         r.attempts = attempt;
         if (r.verdict != Verdict::error || attempt >= attempts) {
             r.took = since(start);

@@ -417,6 +417,13 @@ TEST_CASE("clamd scanner: errors that need no daemon", "[policy][scanner][clamd]
                                ": No such file or directory (is clamav-daemon running, with this LocalSocket in "
                                "clamd.conf?)");
     }
+    SECTION("a stop ends a clamd pass between files, before the next connection") {
+        std::atomic<bool> stop{true};
+        auto r = scan_once(clamd_scanner(unix_clamd(missing)), root.path(), &stop);
+        CHECK(r.verdict == Verdict::error);
+        CHECK(r.summary == "stopped");
+        CHECK(r.files_scanned == 0);
+    }
     SECTION("a closed TCP port") {
         const auto port = free_tcp_port();
         auto r = scan_once(clamd_scanner(tcp_clamd(port)), root.path());

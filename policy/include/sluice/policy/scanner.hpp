@@ -68,8 +68,10 @@ struct ScanResult {
 };
 
 /// One attempt over every regular file under `root` (clamd) or the command on
-/// `root` (exec). Never throws.
-[[nodiscard]] ScanResult scan_once(const ScannerSpec& spec, const std::filesystem::path& root);
+/// `root` (exec). A clamd pass ends (as an error, "stopped") between two files
+/// once `stop` is set. Never throws.
+[[nodiscard]] ScanResult scan_once(const ScannerSpec& spec, const std::filesystem::path& root,
+                                   const std::atomic<bool>* stop = nullptr);
 
 /// scan_once, retried on `error` up to spec.attempts times with retry_delay
 /// between, returning the last result (attempts filled). Returns early (as an
