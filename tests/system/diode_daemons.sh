@@ -43,9 +43,6 @@ STARTED=$(date +%s)
 PIDS=()          # every background process this script started and has not reaped
 passed=0
 failed=0
-ok()   { passed=$((passed + 1)); echo "ok   - $*"; }
-bad()  { failed=$((failed + 1)); echo "FAIL - $*"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi; }
 
 dump_logs() {
     local f
@@ -81,8 +78,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# alive, forget_pid, not, wait_until, stop_process
-source "$(dirname "${BASH_SOURCE[0]}")/lib/processes.sh"
+# ok, bad, check, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon
+source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
 
 # free_ports N: N distinct UDP ports on 127.0.0.1 that were free a moment ago.
 free_ports() {
@@ -107,29 +104,10 @@ sender_status() { "$SLUICE" status --sender --sender-socket "$1" --json > "$2"; 
 # counter FILE NAME: a receiver counter from a status file.
 counter() { json_get "$1" "d['receiver']['counters']['$2']"; }
 
-# log_has FILE EVENT [PATTERN]: a log line with event=EVENT (and PATTERN) exists.
-log_has() { grep -E "event=$2( |\$)" "$1" | grep -qE -- "${3:-.}"; }
 # log_field FILE EVENT PATTERN FIELD: FIELD of the first matching line.
 log_field() { { grep -E "event=$2( |\$)" "$1" | grep -E -- "$3" | head -n 1 | grep -oE "(^| )$4=[^ ]*" | cut -d= -f2; } || true; }
 
 # ---- daemons ------------------------------------------------------------------------
-daemon_up() { [ "$(started_count "$1")" -gt "$2" ] && [ -S "$3" ]; }
-started_count() { if [ -f "$1" ]; then grep -cE 'event=(sender|receiver)_started' "$1" || true; else echo 0; fi; }
-# start_daemon NAME BINARY CONFIG SOCKET: runs BINARY with stderr appended to NAME.log
-# and waits for its *_started line and control socket. Sets LAST_PID.
-start_daemon() {
-    local name=$1 binary=$2 config=$3 socket=$4
-    local before
-    before=$(started_count "$name.log")
-    "$binary" --config "$config" 2>>"$name.log" >>"$name.stdout" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    if ! wait_until 10 daemon_up "$name.log" "$before" "$socket"; then
-        echo "diode_daemons: $name did not start (or create $socket)" >&2
-        tail -n 20 "$name.log" >&2
-        return 1
-    fi
-}
 
 # write_receiver DIR LANES... : DIR/receiver.toml (paths relative to DIR), optional
 # extra lines from $EXTRA_LINK.

@@ -67,9 +67,6 @@ USERS_MADE=()    # Unix users and groups this script created (removed on exit)
 GROUPS_MADE=()
 passed=0
 failed=0
-ok()   { passed=$((passed + 1)); echo "ok   - $*"; }
-bad()  { failed=$((failed + 1)); echo "FAIL - $*"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi; }
 # expect WHAT FILE CMD...: like check, and shows FILE (the command's output) on failure.
 expect() {
     local what=$1 file=$2; shift 2
@@ -118,8 +115,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# alive, forget_pid, not, wait_until, stop_process
-source "$(dirname "${BASH_SOURCE[0]}")/lib/processes.sh"
+# ok, bad, check, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon
+source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
 
 free_port() {
     "$PY" -I -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -129,28 +126,9 @@ free_port() {
 # is true of the JSON document `d`.
 json_true() { "$PY" -I -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)' "$1" "$2"; }
 
-# log_has FILE EVENT [PATTERN]: a log line with event=EVENT (and PATTERN) exists.
-log_has() { grep -E "event=$2( |\$)" "$1" | grep -qE -- "${3:-.}"; }
 log_count() { { grep -E "event=$2( |\$)" "$1" | grep -cE -- "${3:-.}"; } || true; }
 
 # ---- daemons ------------------------------------------------------------------------
-daemon_up() { [ "$(started_count "$1")" -gt "$2" ] && [ -S "$3" ]; }
-started_count() { if [ -f "$1" ]; then grep -cE 'event=(sender|receiver)_started' "$1" || true; else echo 0; fi; }
-# start_daemon NAME BINARY CONFIG SOCKET: runs BINARY with stderr appended to NAME.log
-# and waits for its *_started line and control socket. Sets LAST_PID.
-start_daemon() {
-    local name=$1 binary=$2 config=$3 socket=$4
-    local before
-    before=$(started_count "$name.log")
-    "$binary" --config "$config" 2>>"$name.log" >>"$name.stdout" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    if ! wait_until 10 daemon_up "$name.log" "$before" "$socket"; then
-        echo "import_daemons: $name did not start (or create $socket)" >&2
-        tail -n 20 "$name.log" >&2
-        return 1
-    fi
-}
 
 # ---- the operator's tools ------------------------------------------------------------
 RSOCK=$WORK/r/receiver.sock
