@@ -14,12 +14,16 @@
 #include <vector>
 
 #include "sluice/policy/process.hpp"
+#include "support/processes.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace sluice::policy;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using Outcome = CommandResult::Outcome;
+
+using sluice::test::alive;
+using sluice::test::gone_within;
 
 namespace {
 
@@ -29,27 +33,6 @@ CommandSpec shell(std::string script, std::chrono::milliseconds timeout = 20s) {
     spec.env = minimal_environment();
     spec.timeout = timeout;
     return spec;
-}
-
-/// Alive and not a zombie. A process whose parent died is reparented to
-/// init, which in a container may never reap it: a zombie counts as gone.
-bool alive(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return false;
-    const auto paren = line.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-    const char state = line[paren + 2];
-    return state != 'Z' && state != 'X';
-}
-
-bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (alive(pid)) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
 }
 
 /// Waits for a shell to write its background child's pid to `file`.

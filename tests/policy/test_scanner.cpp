@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "sluice/policy/scanner.hpp"
+#include "support/processes.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace sluice::policy;
@@ -28,30 +29,14 @@ namespace fs = std::filesystem;
 using sluice::test::TempDir;
 using sluice::test::write_file;
 
+using sluice::test::alive;
+using sluice::test::gone_within;
+
 namespace {
 
 // The markers installed by tests/tools/start_clamd.sh.
 constexpr std::string_view kHashMarker = "SLUICE-TEST-MALWARE-MARKER";
 constexpr std::string_view kNdbMarker = "EVIL-PAYLOAD-XYZ";
-
-bool alive(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return false;
-    const auto paren = line.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-    const char state = line[paren + 2];
-    return state != 'Z' && state != 'X';
-}
-
-bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (alive(pid)) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
 
 std::size_t count_lines(const fs::path& file) {
     std::ifstream in(file);
