@@ -131,11 +131,11 @@ policy::ChannelHistory read_history(const daemon::ReceiverConfig& cfg, const std
     h.current = store.current(channel);
     h.kept = store.versions(channel);
     std::ifstream in(cfg.state_dir / "import" / "channels" / (channel + ".json"));
-    if (!in) return h;
-    json j = json::parse(in, nullptr, false);
-    if (j.is_discarded()) return h;
+    json j = in ? json::parse(in, nullptr, false) : json(nullptr);
+    if (!j.is_object()) j = json::object();
     if (j.contains("highest") && j["highest"].is_string()) h.highest_released = j["highest"].get<std::string>();
     for (const auto& e : j.value("released", json::array())) h.released.push_back(e.value("version", ""));
+    policy::apply_kept_floor(h);  // as the receiver decides
     return h;
 }
 

@@ -253,24 +253,20 @@ std::map<ImportState, std::size_t> Importer::counts() const {
     return out;
 }
 
-ChannelHistory Importer::history_locked(const std::string& channel) const {
+ChannelHistory Importer::history(const std::string& channel, std::string_view installing) const {
     ChannelHistory h;
-    if (auto it = channels_.find(channel); it != channels_.end()) {
-        h.highest_released = it->second.highest;
-        for (const auto& e : it->second.released) h.released.push_back(e.version);
+    {
+        std::lock_guard lock(mutex_);
+        if (auto it = channels_.find(channel); it != channels_.end()) {
+            h.highest_released = it->second.highest;
+            for (const auto& e : it->second.released) h.released.push_back(e.version);
+        }
     }
     h.current = store_.current(channel);
     h.kept = store_.versions(channel);
-    // The release directory is a floor too: a lost channel history must not
-    // let an older version pass as a first release.
-    if (!h.kept.empty() && (!h.highest_released || compare_versions(h.kept.back(), *h.highest_released) > 0))
-        h.highest_released = h.kept.back();
+    std::erase(h.kept, installing);  // a bundle's own fresh copy is no floor for itself
+    apply_kept_floor(h);
     return h;
-}
-
-ChannelHistory Importer::history(const std::string& channel) const {
-    std::lock_guard lock(mutex_);
-    return history_locked(channel);
 }
 
 Importer::Backlog Importer::backlog() const {
@@ -589,14 +585,7 @@ Result<ImportRecord> Importer::do_release(ImportRecord rec) {
         std::lock_guard channel_guard(channel_lock(rec.channel));
         // Versions only go forward: another bundle may have been released since
         // this one was evaluated (two pending, approved out of order).
-        std::optional<std::string> floor;  // newest released or kept, this bundle's own copy aside
-        {
-            std::lock_guard lock(mutex_);
-            if (auto it = channels_.find(rec.channel); it != channels_.end()) floor = it->second.highest;
-        }
-        for (const auto& kept : store_.versions(rec.channel)) {
-            if (kept != rec.version && (!floor || compare_versions(kept, *floor) > 0)) floor = kept;
-        }
+        const std::optional<std::string> floor = history(rec.channel, rec.version).highest_released;
         const bool forward = !floor || compare_versions(rec.version, *floor) > 0;
         if (!forward && !(rec.release && rec.release->rollback)) {
             return refuse(rec.version + " is no longer newer than " + *floor +

@@ -259,6 +259,11 @@ std::vector<RuleResult> evaluate_rules(const ChannelPolicy& channel, const Bundl
     return out;
 }
 
+void apply_kept_floor(ChannelHistory& h) {
+    if (!h.kept.empty() && (!h.highest_released || compare_versions(h.kept.back(), *h.highest_released) > 0))
+        h.highest_released = h.kept.back();
+}
+
 bool all_passed(const std::vector<RuleResult>& results) {
     return std::all_of(results.begin(), results.end(), [](const RuleResult& r) { return r.passed; });
 }

@@ -114,8 +114,9 @@ public:
     Result<RollbackOutcome> rollback(const std::string& channel, const std::optional<std::string>& to,
                                      const Actor& officer, const std::string& reason);
 
-    /// The channel's history, for rules (and `sluice policy explain`).
-    [[nodiscard]] ChannelHistory history(const std::string& channel) const;
+    /// The channel's history, for rules (and `sluice policy explain`). The
+    /// version being `installing` is left out of the kept versions (its own copy).
+    [[nodiscard]] ChannelHistory history(const std::string& channel, std::string_view installing = {}) const;
 
     [[nodiscard]] const ImporterPaths& paths() const { return paths_; }
 
@@ -131,7 +132,6 @@ private:
     void unclaim(const std::string& id);
     Result<std::string> resolve_locked(const std::string& id_or_prefix) const;
     void emit(std::string_view event, const ImportRecord& r, nlohmann::json fields = nlohmann::json::object()) const;
-    ChannelHistory history_locked(const std::string& channel) const;
     Result<void> save_channel(const std::string& channel);
     void remove_quarantine(const std::string& id);
 

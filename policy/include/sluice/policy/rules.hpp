@@ -48,6 +48,11 @@ struct ChannelHistory {
     std::vector<std::string> kept;                ///< versions still on disk (rollback targets)
 };
 
+/// The release directory is a floor too: raises highest_released to the newest
+/// of `kept` (sorted oldest first), so a lost channel history cannot let an older
+/// version pass as a first release.
+void apply_kept_floor(ChannelHistory& history);
+
 struct RuleResult {
     std::string rule;    ///< stable name: signers, bag_layout, max_bundle_bytes, max_files, max_file_bytes,
                          ///< file_types, forbidden_paths, required_answers, version
