@@ -5,16 +5,19 @@
 //            payload bytes from the input; metadata fields are drawn from the
 //            input (small K, M, S and archives so blocks complete), frames get
 //            a valid checksum, then go through Reassembler::on_datagram, with
-//            ticks in between.
+//            ticks in between. Annex steps send real chunks of an annex drawn
+//            from the input (one, or all of them), or raw bytes as an annex
+//            payload.
 //
 // Invariants: nothing crashes or leaks (ASan), partial-block memory stays
 // within its budget, every `assembled` transfer has every block written,
-// events name known kinds.
+// events name known kinds, an event's annex has a SHA-256 that a chunk announced.
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "fuzz_check.hpp"
@@ -88,8 +91,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     TimePoint now{};
     std::vector<std::byte> frame(kMaxFrameBytes);
     std::map<std::uint64_t, TransferInfo> infos;
+    std::set<Sha256> annexes_announced;  // by every annex payload that parses, real or raw
+    std::uint8_t op = 0;
+    auto deliver = [&](const FrameHeader& h, std::span<const std::byte> payload) {
+        if (h.type == FrameType::annex) {
+            if (auto c = parse_annex_chunk(payload)) annexes_announced.insert(c->sha256);
+        }
+        auto n = encode_frame(h, payload, nullptr, frame);
+        FUZZ_REQUIRE(n.ok(), "frames from the script encode");
+        rx.on_datagram(std::span(frame.data(), *n), now);
+        FUZZ_REQUIRE(rx.buffered_bytes() <= std::max<std::size_t>(limits.max_buffered_bytes, 12 * 80), "partial blocks within budget");
+        for (const auto& ev : rx.drain()) {
+            FUZZ_REQUIRE(to_string(ev.kind) != "unknown", "known event kind");
+            if (!ev.annex.empty()) {
+                FUZZ_REQUIRE(ev.kind == Event::Kind::assembled || ev.kind == Event::Kind::incomplete,
+                             "only assembled and incomplete events carry an annex");
+                FUZZ_REQUIRE(annexes_announced.count(annex_sha256(ev.annex)) == 1, "an event's annex was announced");
+            }
+            if (ev.kind == Event::Kind::assembled) rx.on_finalized(ev.key, (op & 32) != 0);
+        }
+    };
     while (!in.empty()) {
-        std::uint8_t op = in.u8();
+        op = in.u8();
         FrameHeader h;
         h.session = op & 1;
         h.transfer = (op >> 1) & 3;
@@ -123,11 +146,32 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 payload.resize(len);
                 break;
             }
-            default: {  // anything: a heartbeat, or raw bytes
+            default: {  // a tick, annex chunks, or a heartbeat from raw bytes
                 if (op & 8) {
                     now += std::chrono::milliseconds(in.u16() * 16);
                     rx.on_tick(now);
                     store.fail_next = (op & 16) != 0;
+                    continue;
+                }
+                if (op & 16) {
+                    h.type = FrameType::annex;
+                    const std::uint8_t how = in.u8();
+                    if (how & 1) {  // raw bytes as an annex payload
+                        auto bytes = in.take(in.u8());
+                        payload.assign(bytes.begin(), bytes.end());
+                        break;
+                    }
+                    auto body = in.take(1 + in.u16() % 2048);
+                    if (body.empty()) continue;
+                    std::vector<std::byte> annex(body.begin(), body.end());
+                    const std::size_t symbol = infos.count(h.transfer) ? infos[h.transfer].fec.symbol_bytes : 64;
+                    auto chunks = encode_annex_chunks(annex, symbol);
+                    FUZZ_REQUIRE(chunks.ok(), "an annex of at most 2 KiB encodes");
+                    if (how & 2) {  // every chunk, last first
+                        for (std::size_t i = chunks->size(); i-- > 0;) deliver(h, (*chunks)[i]);
+                    } else {
+                        deliver(h, (*chunks)[in.u8() % chunks->size()]);
+                    }
                     continue;
                 }
                 h.type = FrameType::heartbeat;
@@ -136,16 +180,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 break;
             }
         }
-        auto n = encode_frame(h, payload, nullptr, frame);
-        FUZZ_REQUIRE(n.ok(), "frames from the script encode");
-        rx.on_datagram(std::span(frame.data(), *n), now);
-        FUZZ_REQUIRE(rx.buffered_bytes() <= std::max<std::size_t>(limits.max_buffered_bytes, 12 * 80), "partial blocks within budget");
-        for (const auto& ev : rx.drain()) {
-            FUZZ_REQUIRE(to_string(ev.kind) != "unknown", "known event kind");
-            if (ev.kind == Event::Kind::assembled) rx.on_finalized(ev.key, (op & 32) != 0);
-        }
+        deliver(h, payload);
     }
     rx.on_tick(now + std::chrono::hours(1));
-    (void)rx.drain();
+    for (const auto& ev : rx.drain()) {
+        FUZZ_REQUIRE(ev.annex.empty() || annexes_announced.count(annex_sha256(ev.annex)) == 1,
+                     "an event's annex was announced");
+    }
     return 0;
 }

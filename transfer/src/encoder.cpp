@@ -21,7 +21,8 @@ void FrameBatch::commit(std::size_t frame_bytes) {
     frames_.emplace_back(storage_.data() + frames_.size() * slot_bytes_, frame_bytes);
 }
 
-Encoder::Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfer, ArchiveReader reader, LinkKey* key)
+Encoder::Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfer, ArchiveReader reader, LinkKey* key,
+                 std::vector<std::byte> annex)
     : info_(std::move(info)),
       session_(session),
       transfer_(transfer),
@@ -36,6 +37,18 @@ Encoder::Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfe
                     info_.fec.symbol_bytes);
     // leading copies + one per group + closing copy + every symbol of every block
     frames_total_ = leading_metadata_ + groups_ + 1 + blocks_ * (info_.fec.data_symbols + info_.fec.parity_symbols);
+    if (!annex.empty()) {
+        auto chunks = encode_annex_chunks(annex, info_.fec.symbol_bytes);
+        if (!chunks) throw std::invalid_argument("encoder: " + chunks.error().message);
+        annex_chunks_ = std::move(*chunks);
+        const std::uint64_t n = annex_chunks_.size();
+        // Two rounds lead the pass, two more are spread over the groups (at
+        // least one chunk per group), one closes it: see the header.
+        annex_per_group_ = std::max<std::uint64_t>(1, (2 * n + groups_ - 1) / groups_);
+        annex_due_ = 2 * n;
+        annex_frames_total_ = 2 * n + groups_ * annex_per_group_ + n;
+        frames_total_ += annex_frames_total_;
+    }
 }
 
 std::size_t Encoder::max_frame_bytes() const {
@@ -86,6 +99,12 @@ void Encoder::emit(FrameBatch& batch, FrameType type, std::uint32_t block, std::
     ++frames_emitted_;
 }
 
+void Encoder::emit_annex_chunk(FrameBatch& batch) {
+    emit(batch, FrameType::annex, 0, 0, annex_chunks_[annex_next_]);
+    annex_next_ = (annex_next_ + 1) % annex_chunks_.size();
+    --annex_due_;
+}
+
 Result<bool> Encoder::fill(FrameBatch& batch) {
     const auto& fec = info_.fec;
     const unsigned n_symbols = fec.data_symbols + fec.parity_symbols;
@@ -96,7 +115,16 @@ Result<bool> Encoder::fill(FrameBatch& batch) {
             --leading_metadata_;
             continue;
         }
+        if (annex_due_ > 0) {
+            emit_annex_chunk(batch);
+            continue;
+        }
         if (group_ == groups_) {
+            if (!closing_annex_queued_) {
+                closing_annex_queued_ = true;
+                annex_due_ = annex_chunks_.size();
+                continue;
+            }
             if (closing_metadata_sent_) return false;
             emit(batch, FrameType::metadata, 0, 0, metadata_);
             closing_metadata_sent_ = true;
@@ -108,6 +136,7 @@ Result<bool> Encoder::fill(FrameBatch& batch) {
         if (!group_metadata_sent_) {
             emit(batch, FrameType::metadata, 0, 0, metadata_);
             group_metadata_sent_ = true;
+            annex_due_ = annex_per_group_;
             continue;
         }
         const std::byte* sym = symbols_.data() + block_in_group_ * per_block + std::size_t{symbol_} * fec.symbol_bytes;

@@ -30,9 +30,19 @@ std::uint64_t frame_checksum(std::span<const std::byte> frame) {
     return XXH3_64bits_digest(&state);
 }
 
-bool known_type(std::uint8_t t) { return t >= 1 && t <= 3; }
+bool known_type(std::uint8_t t) { return t >= 1 && t <= 4; }
 
 }  // namespace
+
+std::string_view describe(FrameType type) {
+    switch (type) {
+        case FrameType::symbol: return "symbol";
+        case FrameType::metadata: return "metadata";
+        case FrameType::heartbeat: return "heartbeat";
+        case FrameType::annex: return "annex";
+    }
+    return "unknown";
+}
 
 std::string_view describe(FrameError error) {
     switch (error) {

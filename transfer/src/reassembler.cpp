@@ -19,6 +19,7 @@ struct Reassembler::Staging {
     bool dirty = false;
     bool finalizing = false;  // every block held; the owner is checking the SHA-256
     TimePoint last_checkpoint{};
+    std::shared_ptr<const std::vector<std::byte>> annex;  // newest annex completed by any of its transfers
 };
 
 struct Reassembler::Transfer {
@@ -29,6 +30,7 @@ struct Reassembler::Transfer {
     bool done = false;  // assembled, being finalized, or delivered before: frames are ignored
     bool holds_staging = false;  // counted in its Staging's users
     std::map<std::uint32_t, std::unique_ptr<Partial>> partials;
+    AnnexCollector annex;
 };
 
 namespace {
@@ -78,6 +80,7 @@ void Reassembler::handle_datagram(std::span<const std::byte> datagram, TimePoint
         case FrameType::metadata: on_metadata(parsed.frame, now); break;
         case FrameType::symbol: on_symbol(parsed.frame, now); break;
         case FrameType::heartbeat: on_heartbeat(parsed.frame, now); break;
+        case FrameType::annex: on_annex(parsed.frame, now); break;
     }
 }
 
@@ -137,6 +140,7 @@ void Reassembler::on_metadata(const FrameView& frame, TimePoint now) {
             if (other.key == ev.key) other.done = true;
         }
         ev.kind = Event::Kind::assembled;
+        ev.annex = annex_of(transfers_.at(id));  // another live transfer of the archive may have one
         ++stats_.transfers_assembled;
         events_.push_back(ev);
     }
@@ -291,13 +295,22 @@ void Reassembler::keep_orphan(const FrameView& frame) {
         ++stats_.bad_payloads;  // no valid transfer has symbols of this size
         return;
     }
+    hold_orphan(frame);
+}
+
+void Reassembler::hold_orphan(const FrameView& frame) {
+    const std::size_t size = frame.payload.size();
+    if (size + kOrphanOverhead > limits_.max_orphan_bytes) {
+        ++stats_.orphans_dropped;
+        return;
+    }
     while (!orphans_.empty() && orphan_bytes_ + size + kOrphanOverhead > limits_.max_orphan_bytes) {
         orphan_bytes_ -= orphans_.front().payload.size() + kOrphanOverhead;
         orphans_.pop_front();
         ++stats_.orphans_dropped;
     }
-    orphans_.push_back(Orphan{{frame.header.session, frame.header.transfer}, frame.header.block, frame.header.symbol,
-                              std::vector<std::byte>(frame.payload.begin(), frame.payload.end())});
+    orphans_.push_back(Orphan{{frame.header.session, frame.header.transfer}, frame.header.type, frame.header.block,
+                              frame.header.symbol, std::vector<std::byte>(frame.payload.begin(), frame.payload.end())});
     orphan_bytes_ += size + kOrphanOverhead;
 }
 
@@ -316,7 +329,11 @@ void Reassembler::adopt_orphans(const TransferId& id) {
     for (auto& o : mine) {
         auto it = transfers_.find(id);
         if (it == transfers_.end()) break;  // ended (a store failure) while adopting
-        symbol_for(it->second, o.block, o.symbol, o.payload);
+        if (o.type == FrameType::annex) {
+            annex_chunk_for(it->second, o.payload);
+        } else {
+            symbol_for(it->second, o.block, o.symbol, o.payload);
+        }
     }
 }
 
@@ -399,7 +416,49 @@ void Reassembler::complete_block(Transfer& t, std::uint32_t block, Partial& p) {
     ev.info = t.info;
     ev.key = key;
     ev.blocks_held = staging.held.count();
+    ev.annex = annex_of(t);
     events_.push_back(std::move(ev));
+}
+
+void Reassembler::on_annex(const FrameView& frame, TimePoint now) {
+    ++stats_.annex_frames;
+    // Checked here once, so that an orphan only waits if it can be used.
+    if (frame.header.block != 0 || frame.header.symbol != 0 || frame.payload.size() > limits_.info.max_symbol_bytes ||
+        !parse_annex_chunk(frame.payload)) {
+        ++stats_.bad_annex_chunks;
+        return;
+    }
+    auto it = transfers_.find({frame.header.session, frame.header.transfer});
+    if (it == transfers_.end()) {
+        hold_orphan(frame);  // its metadata may come next (lost, or a receiver starting mid-pass)
+        return;
+    }
+    it->second.last_seen = now;
+    annex_chunk_for(it->second, frame.payload);
+}
+
+void Reassembler::annex_chunk_for(Transfer& t, std::span<const std::byte> payload) {
+    auto chunk = parse_annex_chunk(payload);
+    // The encoder never makes annex frames larger than symbol frames.
+    if (!chunk || payload.size() > t.info.fec.symbol_bytes) {
+        ++stats_.bad_annex_chunks;
+        return;
+    }
+    if (t.done) return;  // assembled, or delivered before: its events are out
+    auto added = t.annex.add(*chunk);
+    if (!added) {
+        ++stats_.bad_annex_chunks;
+        return;
+    }
+    if (*added != AnnexCollector::Outcome::completed) return;
+    ++stats_.annexes_completed;
+    if (auto s = stagings_.find(t.key); s != stagings_.end()) s->second.annex = t.annex.complete();
+}
+
+std::vector<std::byte> Reassembler::annex_of(const Transfer& t) const {
+    if (const auto& own = t.annex.complete()) return *own;
+    if (auto s = stagings_.find(t.key); s != stagings_.end() && s->second.annex) return *s->second.annex;
+    return {};
 }
 
 void Reassembler::on_heartbeat(const FrameView& frame, TimePoint now) {
@@ -436,7 +495,10 @@ void Reassembler::end_transfer(std::map<TransferId, Transfer>::iterator it, Even
             ev.blocks_held = s->second.held.count();
             ev.missing = s->second.held.missing_ranges(kMaxReportedRanges);
         }
-        if (kind == Event::Kind::incomplete) ++stats_.transfers_incomplete;
+        if (kind == Event::Kind::incomplete) {
+            ++stats_.transfers_incomplete;
+            ev.annex = annex_of(t);
+        }
         events_.push_back(std::move(ev));
     }
     std::string key = t.key;

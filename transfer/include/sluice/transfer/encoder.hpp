@@ -10,6 +10,22 @@
 // burst of L lost datagrams costs each block about L/D symbols instead of one
 // block L. Metadata frames lead the pass (three copies) and every group, and
 // one closes it. Memory: one group, D × (K+M) × symbol bytes.
+//
+// An optional annex (annex.hpp: ≤ 64 KiB that travel with the transfer) is cut
+// into n chunks of at most the symbol size with their header, so annex frames
+// are never larger than symbol frames. They are taken in turn from a cycle
+// 0, 1, …, n-1, 0, 1, … (so no chunk is sent twice more than another), G groups:
+//
+//   meta ×3, annex ×2n │ per group: meta, annex ×t, symbols │ annex ×n, closing meta
+//   t = max(1, ⌈2n / G⌉)
+//
+// Every chunk is thus sent at least 4 times before the symbols of the last
+// group, i.e. before the archive can assemble in this pass (a chunk lost with
+// probability p is missing with p^4: 0.16 % at 20 % loss), plus once at the
+// close for a receiver that reports the pass incomplete. Small archives pay
+// 5n frames; big ones about n per pass plus one per group (G ≈ blocks / D),
+// which also lets a receiver that starts or restarts mid-pass collect the
+// annex (the receiver holds it in memory only). No annex: no annex frames.
 
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +34,7 @@
 #include <vector>
 
 #include "sluice/core/result.hpp"
+#include "sluice/transfer/annex.hpp"
 #include "sluice/transfer/block_codec.hpp"
 #include "sluice/transfer/frame.hpp"
 #include "sluice/transfer/metadata.hpp"
@@ -52,9 +69,11 @@ private:
 class Encoder {
 public:
     /// `info` must validate; `key` may be null (no MAC) and must outlive the encoder.
-    /// Throws std::invalid_argument on an invalid info (a programming error: the
-    /// sender builds it from a verified archive).
-    Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfer, ArchiveReader reader, LinkKey* key);
+    /// `annex` (empty: none) travels with the transfer, ≤ kMaxAnnexBytes.
+    /// Throws std::invalid_argument on an invalid info or an annex over the limit
+    /// (programming errors: the sender builds both from verified data).
+    Encoder(TransferInfo info, std::uint64_t session, std::uint64_t transfer, ArchiveReader reader, LinkKey* key,
+            std::vector<std::byte> annex = {});
 
     /// Appends frames until the batch is full or the pass is over.
     /// Returns true while frames remain; an error when the archive cannot be read
@@ -62,8 +81,11 @@ public:
     [[nodiscard]] Result<bool> fill(FrameBatch& batch);
 
     [[nodiscard]] const TransferInfo& info() const { return info_; }
-    /// Frames the whole pass consists of, and those emitted so far.
+    /// Frames the whole pass consists of (annex frames included), and those emitted so far.
     [[nodiscard]] std::uint64_t frames_total() const { return frames_total_; }
+    /// Chunks the annex is cut into (0: no annex), and annex frames in the pass.
+    [[nodiscard]] std::size_t annex_chunks() const { return annex_chunks_.size(); }
+    [[nodiscard]] std::uint64_t annex_frames_total() const { return annex_frames_total_; }
     [[nodiscard]] std::uint64_t frames_emitted() const { return frames_emitted_; }
     /// Largest frame this encoder produces (symbol frames).
     [[nodiscard]] std::size_t max_frame_bytes() const;
@@ -72,6 +94,7 @@ private:
     Result<void> load_group();
     void emit(FrameBatch& batch, FrameType type, std::uint32_t block, std::uint16_t symbol,
               std::span<const std::byte> payload);
+    void emit_annex_chunk(FrameBatch& batch);
 
     TransferInfo info_;
     std::uint64_t session_;
@@ -92,6 +115,13 @@ private:
     bool group_metadata_sent_ = false;
     bool closing_metadata_sent_ = false;
     std::vector<std::byte> symbols_;   // D blocks × (K+M) symbols
+
+    std::vector<std::vector<std::byte>> annex_chunks_;  // chunk payloads, empty without an annex
+    std::size_t annex_next_ = 0;       // next chunk of the cycle
+    std::uint64_t annex_due_ = 0;      // chunks to send before anything else
+    std::uint64_t annex_per_group_ = 0;// t: chunks after each group's metadata
+    bool closing_annex_queued_ = false;
+    std::uint64_t annex_frames_total_ = 0;
 
     std::uint64_t frames_total_ = 0;
     std::uint64_t frames_emitted_ = 0;

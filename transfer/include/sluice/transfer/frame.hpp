@@ -5,7 +5,7 @@
 //   offset  size  field
 //   0       4     magic "SLCE"
 //   4       1     version (1)
-//   5       1     type: 1 symbol, 2 metadata, 3 heartbeat
+//   5       1     type: 1 symbol, 2 metadata, 3 heartbeat, 4 annex
 //   6       1     flags: bit 0 = MAC present; other bits must be 0
 //   7       1     reserved, 0
 //   8       8     session id   (sender instance)
@@ -45,7 +45,11 @@ enum class FrameType : std::uint8_t {
     symbol = 1,     ///< one Reed-Solomon symbol (data or parity) of one block
     metadata = 2,   ///< transfer description, repeated through the transfer
     heartbeat = 3,  ///< sender liveness, counters and recent transfer ids
+    annex = 4,      ///< one chunk of the bytes that travel with a transfer (annex.hpp)
 };
+
+/// The type's name ("symbol", "metadata", "heartbeat", "annex"; "unknown" otherwise).
+[[nodiscard]] std::string_view describe(FrameType type);
 
 struct FrameHeader {
     FrameType type = FrameType::symbol;

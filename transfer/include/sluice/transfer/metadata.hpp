@@ -10,7 +10,8 @@
 //                       tell which ones it never saw).
 //
 // Both are versioned, big-endian, length-checked, and refused whole on any
-// surprise (parse_* never throw).
+// surprise (parse_* never throw). The annex frame (type 4) has its own header,
+// annex.hpp.
 
 #include <array>
 #include <cstddef>

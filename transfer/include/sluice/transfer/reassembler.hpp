@@ -7,6 +7,7 @@
 //                           symbol    ─► partial block (≤ K+M symbols, bounded pool)
 //                                         └─ K symbols ─► RS decode ─► store.write(offset)
 //                           heartbeat ─► Event::heartbeat (LinkMonitor)
+//                           annex     ─► AnnexCollector per transfer ─► Event::annex on assembled/incomplete
 //   on_tick(now) ─► checkpoints; idle or finished-but-short transfers ─► Event::incomplete
 //
 // Every transfer has its own state; an unrecoverable block only makes its own
@@ -14,6 +15,13 @@
 // archive, so passes and re-sends fill each other's gaps. Memory is bounded by
 // Limits::max_buffered_bytes (partial blocks) and max_transfers, whatever the
 // archive sizes: the oldest partial block is abandoned first.
+//
+// Annex (annex.hpp): each transfer collects its own, within its symbol size
+// and ≤ 2 × 64 KiB (the one being collected and the last complete one, kept
+// until a newer one completes). An annex completed by any transfer of an
+// archive is also offered to the other transfers of that archive that have
+// none. Annexes live in memory only: after a restart the next pass resends.
+// Annex chunks before their metadata wait in the orphan buffer, like symbols.
 
 #include <chrono>
 #include <cstddef>
@@ -28,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "sluice/transfer/annex.hpp"
 #include "sluice/transfer/block_codec.hpp"
 #include "sluice/transfer/block_store.hpp"
 #include "sluice/transfer/frame.hpp"
@@ -67,6 +76,9 @@ struct Event {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> missing;  ///< [first, last] ranges (at most 32)
     std::string message;
     Heartbeat heartbeat;
+    /// assembled, incomplete: the newest complete annex (SHA-256 checked) of this
+    /// transfer, else one completed by another transfer of the same archive; empty if none.
+    std::vector<std::byte> annex;
 };
 
 [[nodiscard]] std::string_view to_string(Event::Kind kind);
@@ -78,7 +90,10 @@ struct ReassemblerStats {
     std::uint64_t metadata_frames = 0;
     std::uint64_t heartbeat_frames = 0;
     std::uint64_t symbol_frames = 0;
+    std::uint64_t annex_frames = 0;
     std::uint64_t bad_payloads = 0;            ///< metadata/heartbeat refused, symbol of wrong size or index
+    std::uint64_t bad_annex_chunks = 0;        ///< annex chunk malformed, larger than a symbol, contradicting its annex, or completing one with the wrong SHA-256
+    std::uint64_t annexes_completed = 0;       ///< annexes whose SHA-256 checked out
     std::uint64_t symbols_before_metadata = 0; ///< symbols of a transfer not yet described (held as orphans)
     std::uint64_t orphans_dropped = 0;         ///< orphans pushed out of their budget or never described
     std::uint64_t symbols_duplicate = 0;
@@ -148,6 +163,10 @@ private:
     void keep_orphan(const FrameView& frame);
     void adopt_orphans(const TransferId& id);
     void on_heartbeat(const FrameView& frame, TimePoint now);
+    void on_annex(const FrameView& frame, TimePoint now);
+    void annex_chunk_for(Transfer& t, std::span<const std::byte> payload);
+    std::vector<std::byte> annex_of(const Transfer& t) const;
+    void hold_orphan(const FrameView& frame);
     Partial* partial_for(Transfer& t, std::uint32_t block);
     void complete_block(Transfer& t, std::uint32_t block, Partial& p);
     void abandon(Transfer& t, std::map<std::uint32_t, std::unique_ptr<Partial>>::iterator it);
@@ -173,11 +192,12 @@ private:
     std::map<std::pair<std::uint64_t, std::uint64_t>, TimePoint> sender_finished_;  // transfer → when announced
     struct Orphan {
         TransferId id;
+        FrameType type;
         std::uint32_t block;
         std::uint16_t symbol;
         std::vector<std::byte> payload;
     };
-    std::deque<Orphan> orphans_;  // symbols that arrived before their transfer's metadata
+    std::deque<Orphan> orphans_;  // symbols and annex chunks that arrived before their transfer's metadata
     std::size_t orphan_bytes_ = 0;
 };
 
