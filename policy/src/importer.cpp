@@ -130,7 +130,7 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
             std::error_code rename_ec;
             fs::rename(entry.path(), aside, rename_ec);
             if (sink_)
-                sink_("import_record_damaged", {{"outcome", "error"}, {"file", entry.path().string()},
+                (void)sink_("import_record_damaged", {{"outcome", "error"}, {"file", entry.path().string()},
                                                 {"moved_to", aside.string()}, {"error", r.error().message}});
             continue;
         }
@@ -152,7 +152,7 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
             throw std::runtime_error(entry.path().string() + ": damaged channel history: " + e.what());
         }
     }
-    if (auto n = store_.sweep_partials()) sink_("release_partials_removed", {{"count", n}});
+    if (auto n = store_.sweep_partials(); n && sink_) (void)sink_("release_partials_removed", {{"count", n}});
 }
 
 void Importer::set_policy(std::shared_ptr<const Policy> policy) {
@@ -166,11 +166,22 @@ std::shared_ptr<const Policy> Importer::policy() const {
 }
 
 void Importer::emit(std::string_view event, const ImportRecord& r, json fields) const {
+    (void)gate(event, r, std::move(fields));
+}
+
+Result<void> Importer::gate(std::string_view event, const ImportRecord& r, json fields) const {
     fields["bundle"] = r.bundle_id;
     if (!r.channel.empty()) fields["channel"] = r.channel;
     if (!r.version.empty()) fields["version"] = r.version;
     if (!fields.contains("state")) fields["state"] = to_string(r.state);
-    if (sink_) sink_(event, fields);
+    if (!sink_) return {};
+    if (auto ok = sink_(event, fields); !ok) return ok.error().within("not recorded in the audit log, so not done");
+    return {};
+}
+
+Result<void> Importer::commit(const ImportRecord& r, std::string_view event, json fields) {
+    if (auto ok = gate(event, r, std::move(fields)); !ok) return ok;
+    return save(r);
 }
 
 Result<void> Importer::save(const ImportRecord& r) {
@@ -365,9 +376,17 @@ Result<ImportRecord> Importer::admit(const fs::path& archive, const std::atomic<
         rec.state_reason.clear();
         rec.transition(ImportState::quarantined, Actor::system(), now_text(), qdir.string());
     }
+    // What the bundle says about itself, for the audit log's four answers (checked again by evaluate()).
+    json quarantined{{"path", qdir.string()}, {"outcome", "ok"}, {"payload_bytes", rec.payload_bytes},
+                     {"payload_files", rec.payload_files}};
+    if (auto summary = bundle::inspect_bundle(qdir); summary && summary->release) {
+        quarantined["release"] = json::parse(bundle::format_release(*summary->release));
+        quarantined["channel"] = summary->release->channel;
+        quarantined["version"] = summary->release->version;
+    }
+    if (auto ok = gate("bundle_quarantined", rec, std::move(quarantined)); !ok) return ok.error();
     if (auto ok = save(rec); !ok) return ok.error().within("cannot record the quarantine");
     fs::remove(archive, ec);  // quarantine and its record are durable; the archive is no longer needed
-    emit("bundle_quarantined", rec, {{"path", qdir.string()}, {"outcome", "ok"}});
     return evaluate(std::move(rec), stop);
 }
 
@@ -377,8 +396,10 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
     auto end_rejected = [&](std::string why) -> Result<ImportRecord> {
         rec.state_reason = std::move(why);
         rec.transition(ImportState::rejected, Actor::system(), now_text(), rec.state_reason);
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", rec.state_reason}, {"actor", "system"}});
+        if (auto ok = commit(rec, "bundle_rejected", {{"outcome", "rejected"}, {"reason", rec.state_reason}, {"actor", "system"}});
+            !ok) {
+            return ok.error();
+        }
         return rec;
     };
 
@@ -397,8 +418,7 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
                            policy->file.string() + ", reload (SIGHUP) and `sluice rescan " + short_id(rec.bundle_id) +
                            "`, or reject it";
         rec.transition(ImportState::held, Actor::system(), now_text(), rec.state_reason);
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_held", rec, {{"outcome", "held"}, {"reason", rec.state_reason}});
+        if (auto ok = commit(rec, "bundle_held", {{"outcome", "held"}, {"reason", rec.state_reason}}); !ok) return ok.error();
         return rec;
     }
     auto facts = gather_facts(qdir, *channel);
@@ -455,8 +475,9 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
             rec.scans.push_back(missing);
             rec.state_reason = missing.summary;
             rec.transition(ImportState::held, Actor::system(), now_text(), rec.state_reason);
-            if (auto ok = save(rec); !ok) return ok.error();
-            emit("bundle_held", rec, {{"outcome", "held"}, {"reason", rec.state_reason}});
+            if (auto ok = commit(rec, "bundle_held", {{"outcome", "held"}, {"reason", rec.state_reason}}); !ok) {
+                return ok.error();
+            }
             return rec;
         }
         emit("scan_started", rec, {{"scanner", name}});
@@ -476,8 +497,7 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
             if (it->second.on_error == OnScannerError::reject) return end_rejected(why);
             rec.state_reason = why + "; run `sluice rescan " + short_id(rec.bundle_id) + "` once it works, or reject it";
             rec.transition(ImportState::held, Actor::system(), now_text(), why);
-            if (auto ok = save(rec); !ok) return ok.error();
-            emit("bundle_held", rec, {{"outcome", "held"}, {"reason", why}});
+            if (auto ok = commit(rec, "bundle_held", {{"outcome", "held"}, {"reason", why}}); !ok) return ok.error();
             return rec;
         }
     }
@@ -490,8 +510,11 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
         rec.approval_mode = "auto";
         rec.approvals_required = 0;
         rec.transition(ImportState::approved, Actor::system(), now_text(), "every rule and scanner passed; channel approval is auto");
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_approved", rec, {{"actor", "system"}, {"outcome", "approved"}, {"reason", "auto"}});
+        if (auto ok = commit(rec, "bundle_approved",
+                             {{"actor", "system"}, {"outcome", "approved"}, {"reason", "auto"}, {"signers", rec.signers}});
+            !ok) {
+            return ok.error();
+        }
         return do_release(std::move(rec));
     }
     rec.approval_mode = std::string(to_string(mode == ApprovalMode::automatic ? ApprovalMode::manual : mode));
@@ -500,8 +523,13 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
     rec.transition(ImportState::pending_approval, Actor::system(), now_text(),
                    rollback ? "a signed rollback needs an officer's approval"
                             : std::to_string(rec.approvals_required) + " officer approval(s) needed");
-    if (auto ok = save(rec); !ok) return ok.error();
-    emit("approval_pending", rec, {{"outcome", "pending"}, {"approvals_required", rec.approvals_required}, {"mode", rec.approval_mode}});
+    json pending{{"outcome", "pending"}, {"approvals_required", rec.approvals_required}, {"mode", rec.approval_mode},
+                 {"signers", rec.signers}, {"diff_against", rec.diff_against ? json(*rec.diff_against) : json(nullptr)}};
+    if (rec.diff) {
+        pending["diff"] = {{"added", rec.diff->added.size()}, {"removed", rec.diff->removed.size()},
+                           {"changed", rec.diff->changed.size()}, {"omitted", rec.diff->omitted}};
+    }
+    if (auto ok = commit(rec, "approval_pending", std::move(pending)); !ok) return ok.error();
     return rec;
 }
 
@@ -530,8 +558,9 @@ Result<ImportRecord> Importer::do_release(ImportRecord rec) {
         if (remove_installed && store_.current(rec.channel) != rec.version) (void)store_.remove(rec.channel, rec.version);
         rec.state_reason = why;
         rec.transition(ImportState::rejected, Actor::system(), now_text(), why);
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_rejected", rec, {{"outcome", "rejected"}, {"reason", why}, {"actor", "system"}});
+        if (auto ok = commit(rec, "bundle_rejected", {{"outcome", "rejected"}, {"reason", why}, {"actor", "system"}}); !ok) {
+            return ok.error();
+        }
         return rec;
     };
     if (channel == nullptr) {
@@ -594,6 +623,11 @@ Result<ImportRecord> Importer::do_release(ImportRecord rec) {
                           true);
         }
         previous = store_.current(rec.channel);
+        if (auto ok = gate("release_started", rec, {{"previous", previous ? json(*previous) : json(nullptr)},
+                                                    {"approved_by", by}, {"path", target.string()}});
+            !ok) {
+            return release_failed(ok.error().message);
+        }
         if (auto ok = store_.set_current(rec.channel, rec.version); !ok) return release_failed(ok.error().message);
         // The switch is the point of no return: what follows is bookkeeping,
         // and a failure of it must never undo or redo the switch.
@@ -674,10 +708,12 @@ Result<ImportRecord> Importer::approve(const std::string& id_or_prefix, const Ac
         }
         auto done = policy::approve(rec, officer, reason, now_text());
         if (!done) return done.error();
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit(*done ? "bundle_approved" : "approval_recorded", rec,
-             {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "approved"},
-              {"approvals", rec.approvals.size()}, {"approvals_required", rec.approvals_required}});
+        if (auto ok = commit(rec, *done ? "bundle_approved" : "approval_recorded",
+                             {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "approved"},
+                              {"approvals", rec.approvals.size()}, {"approvals_required", rec.approvals_required}});
+            !ok) {
+            return ok.error();
+        }
         if (!*done) return std::move(rec);
         return do_release(std::move(rec));
     });
@@ -698,8 +734,11 @@ Result<ImportRecord> Importer::reject(const std::string& id_or_prefix, const Act
             }
         }
         if (auto ok = policy::reject(rec, officer, reason, now_text()); !ok) return ok.error();
-        if (auto ok = save(rec); !ok) return ok.error();
-        emit("bundle_rejected", rec, {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
+        if (auto ok = commit(rec, "bundle_rejected",
+                             {{"actor", officer.user}, {"uid", officer.uid}, {"reason", reason}, {"outcome", "rejected"}});
+            !ok) {
+            return ok.error();
+        }
         return std::move(rec);
     });
 }
@@ -710,7 +749,7 @@ Result<ImportRecord> Importer::rescan(const std::string& id_or_prefix, const Act
             return fail("bundle " + short_id(rec.bundle_id) + " is " + std::string(to_string(rec.state)) +
                         "; only a held bundle is scanned again");
         rec.history.push_back({"held", "held", now_text(), officer.user, "rescan requested"});
-        emit("rescan_requested", rec, {{"actor", officer.user}, {"uid", officer.uid}});
+        if (auto ok = gate("rescan_requested", rec, {{"actor", officer.user}, {"uid", officer.uid}}); !ok) return ok.error();
         return evaluate(std::move(rec), stop);
     });
 }
@@ -780,7 +819,18 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
         }
         if (target.empty()) return fail("no older version of channel " + channel + " is kept here to roll back to");
     }
-    if (auto ok = store_.set_current(channel, target); !ok) return ok.error();
+    if (sink_) {
+        json intent{{"channel", channel}, {"from", *current}, {"to", target}, {"actor", officer.user},
+                    {"uid", officer.uid}, {"reason", reason}, {"outcome", "ok"}};
+        if (auto ok = sink_("rollback_started", intent); !ok) return ok.error().within("not recorded in the audit log, so not done");
+    }
+    if (auto ok = store_.set_current(channel, target); !ok) {
+        if (sink_) {
+            (void)sink_("rollback_failed", {{"channel", channel}, {"from", *current}, {"to", target},
+                                            {"outcome", "error"}, {"error", ok.error().message}});
+        }
+        return ok.error();
+    }
     const std::string at = now_text();
     std::string target_bundle;  // the bundle now current again, for the audit log
     {
@@ -799,7 +849,7 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
                 {"reason", reason}, {"outcome", "ok"}};
     if (!target_bundle.empty()) fields["bundle"] = target_bundle;
     if (!saved) fields["warning"] = "rollback done but not recorded in the channel history: " + saved.error().message;
-    if (sink_) sink_("channel_rolled_back", fields);
+    if (sink_) (void)sink_("channel_rolled_back", fields);
     return RollbackOutcome{channel, *current, target};
 }
 

@@ -133,11 +133,15 @@ public:
     Lab& operator=(const Lab&) = delete;
 
     EventSink sink() {
-        return [this](std::string_view name, const json& fields) {
+        return [this](std::string_view name, const json& fields) -> Result<void> {
+            if (audit_down) return fail("audit database is full (test)");
             std::lock_guard lock(events_mutex_);
             events_.push_back({std::string(name), fields});
+            return {};
         };
     }
+    /// The audit log refuses every event while set (a full disk).
+    std::atomic<bool> audit_down{false};
     std::vector<Event> events(const std::string& name) {
         std::lock_guard lock(events_mutex_);
         std::vector<Event> out;
@@ -1375,4 +1379,49 @@ TEST_CASE("importer: rejecting an approved bundle whose switch failed removes it
     const ImportRecord r = take(importer->reject(id, kOscar, "give up on it"));
     CHECK(r.state == ImportState::rejected);
     CHECK_FALSE(fs::exists(lab.paths.releases / "models" / "1.0.0"));
+}
+
+TEST_CASE("importer: nothing is decided, released or rolled back that the audit log did not take", "[policy][import]") {
+    Lab lab;
+    auto importer = lab.open(lab.simple_policy(ApprovalMode::manual));
+    const auto [a, a_archive] = lab.send(Lab::release("1.0.0"));
+
+    // Quarantine is not recorded: the archive stays in incoming/ for the retry.
+    lab.audit_down = true;
+    auto refused = importer->admit(a_archive, lab.stop);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("not recorded in the audit log"));
+    CHECK(fs::exists(a_archive));
+    lab.audit_down = false;
+    REQUIRE(lab.admit(*importer, a_archive).state == ImportState::pending_approval);
+
+    // An approval the log refuses is not an approval.
+    lab.audit_down = true;
+    auto approve = importer->approve(a, kOlivia, "ok");
+    REQUIRE_FALSE(approve);
+    CHECK_THAT(approve.error().message, Catch::Contains("audit database is full"));
+    CHECK(take(importer->find(a)).state == ImportState::pending_approval);
+    CHECK(take(importer->find(a)).approvals.empty());
+    auto reject = importer->reject(a, kOscar, "no");
+    REQUIRE_FALSE(reject);
+    CHECK(take(importer->find(a)).state == ImportState::pending_approval);
+    lab.audit_down = false;
+    REQUIRE(take(importer->approve(a, kOlivia, "ok")).state == ImportState::released);
+    CHECK(lab.heard("release_started", a));
+
+    bundle::Release r2 = Lab::release("1.1.0");
+    r2.rollback_to = "1.0.0";
+    const auto [b, b_archive] = lab.send(r2);
+    REQUIRE(lab.admit(*importer, b_archive).state == ImportState::pending_approval);
+    REQUIRE(take(importer->approve(b, kOlivia, "ok")).state == ImportState::released);
+
+    // A rollback the log refuses does not switch current.
+    lab.audit_down = true;
+    auto rb = importer->rollback("models", std::nullopt, kOscar, "1.1.0 misbehaves");
+    REQUIRE_FALSE(rb);
+    CHECK_THAT(rb.error().message, Catch::Contains("not recorded in the audit log"));
+    CHECK(fs::read_symlink(lab.paths.releases / "models" / "current").filename() == "1.1.0");
+    lab.audit_down = false;
+    REQUIRE(take(importer->rollback("models", std::nullopt, kOscar, "1.1.0 misbehaves")).to == "1.0.0");
+    CHECK(lab.events("rollback_started").size() == 1);
 }

@@ -49,7 +49,11 @@ struct ImporterPaths {
 
 /// Called for every event: a stable name ("bundle_quarantined", "scan_result",
 /// "bundle_released", …) and its fields (bundle, channel, actor, outcome, …).
-using EventSink = std::function<void(std::string_view event, const nlohmann::json& fields)>;
+/// The audit log: an error means the event could not be written (it is kept
+/// and written later), and the importer then does not take the step the event
+/// records — a decision is not saved, a release or rollback not switched, and
+/// the caller is told. Observations (a rule's result, a scan) go on regardless.
+using EventSink = std::function<Result<void>(std::string_view event, const nlohmann::json& fields)>;
 
 struct ReleaseEntry {
     std::string version;
@@ -131,7 +135,12 @@ private:
                                     const std::function<Result<ImportRecord>(ImportRecord&)>& body);
     void unclaim(const std::string& id);
     Result<std::string> resolve_locked(const std::string& id_or_prefix) const;
+    /// An observation: the sink keeps what it cannot write yet, so the result is not needed.
     void emit(std::string_view event, const ImportRecord& r, nlohmann::json fields = nlohmann::json::object()) const;
+    /// A step that must be in the audit log before it is taken.
+    Result<void> gate(std::string_view event, const ImportRecord& r, nlohmann::json fields) const;
+    /// A decision: recorded in the audit log, then saved; neither happens if the log refuses.
+    Result<void> commit(const ImportRecord& r, std::string_view event, nlohmann::json fields);
     Result<void> save_channel(const std::string& channel);
     void remove_quarantine(const std::string& id);
 
