@@ -1,4 +1,5 @@
 #include "sluice/daemon/config.hpp"
+#include "sluice/bundle/signing.hpp"
 
 #include <sys/stat.h>
 
@@ -155,8 +156,32 @@ LinkConfig read_link(const Document& doc, Side side) {
 }
 
 
-constexpr std::string_view kTablesSender[] = {"sender", "link", "roles"};
-constexpr std::string_view kTablesReceiver[] = {"receiver", "link", "roles", "import"};
+constexpr std::string_view kTablesSender[] = {"sender", "link", "roles", "audit"};
+constexpr std::string_view kTablesReceiver[] = {"receiver", "link", "roles", "import", "audit"};
+constexpr std::string_view kAuditKeys[] = {"database", "key", "checkpoint_interval", "checkpoint_events"};
+
+AuditConfig read_audit(const Document& doc) {
+    AuditConfig audit;
+    const toml::table* t = doc.table("audit", false);
+    if (t == nullptr) return audit;
+    TableReader r(doc.file, doc.base_dir, *t, "audit");
+    r.refuse_unknown(kAuditKeys, {}, "");
+    if (auto p = r.path("database")) audit.database = *p;
+    if (auto p = r.path("key")) {
+        if (auto key = bundle::load_private_key(*p); !key) {
+            r.fail_at(r.line("key"), "key", key.error().message + " (create one with: sluice keygen --out DIR NAME)");
+        }
+        struct stat st {};
+        if (::stat(p->c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+            r.fail_at(r.line("key"), "key", p->string() + " is readable by group or others; run chmod 600 " + p->string());
+        }
+        audit.key_file = *p;
+    }
+    if (auto d = r.duration("checkpoint_interval", std::chrono::seconds(1), std::chrono::hours(24)))
+        audit.checkpoint_interval = *d;
+    if (auto v = r.integer<std::int64_t>("checkpoint_events", 1, 1000000)) audit.checkpoint_events = *v;
+    return audit;
+}
 constexpr std::string_view kImportKeys[] = {"policy", "quarantine_dir", "release_dir"};
 constexpr std::string_view kSenderKeys[] = {"state_dir",  "spool_dir",    "control_socket", "metrics_file",
                                             "passes",     "trusted_keys", "min_signers"};
@@ -186,6 +211,7 @@ SenderConfig load_sender_config(const fs::path& file) {
 
         cfg.link = read_link(doc, Side::sender);
         cfg.roles = read_roles(doc);
+        cfg.audit = read_audit(doc);
         return cfg;
     });
 }
@@ -213,6 +239,7 @@ ReceiverConfig load_receiver_config(const fs::path& file) {
 
         cfg.link = read_link(doc, Side::receiver);
         cfg.roles = read_roles(doc);
+        cfg.audit = read_audit(doc);
         if (const toml::table* it = doc.table("import", false)) {
             TableReader ir(doc.file, doc.base_dir, *it, "import");
             ir.refuse_unknown(kImportKeys, {}, "");

@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "audit_trail.hpp"
 #include "files.hpp"
 #include "sluice/daemon/log.hpp"
 
@@ -57,8 +58,13 @@ json brief(const policy::ImportRecord& r) {
 
 }  // namespace
 
-ImportService::ImportService(const ImportConfig& config, const fs::path& incoming_dir, const fs::path& state_dir)
-    : importer_(paths_of(config, incoming_dir, state_dir), config.policy, &log_event) {}
+ImportService::ImportService(const ImportConfig& config, const fs::path& incoming_dir, const fs::path& state_dir,
+                             AuditTrail& audit)
+    : importer_(paths_of(config, incoming_dir, state_dir), config.policy,
+                [&audit](std::string_view event, const json& fields) -> Result<void> {
+                    log_event(event, fields);
+                    return audit.record_fields(event, fields);
+                }) {}
 
 ImportService::~ImportService() { stop(); }
 

@@ -22,12 +22,17 @@
 #include "sluice/policy/importer.hpp"
 
 namespace sluice::daemon {
+class AuditTrail;
+}
+
+namespace sluice::daemon {
 
 class ImportService {
 public:
     /// Creates the directories and loads the records. Throws std::runtime_error.
+    /// Every import event goes to the log and to `audit`, which must outlive the service.
     ImportService(const ImportConfig& config, const std::filesystem::path& incoming_dir,
-                  const std::filesystem::path& state_dir);
+                  const std::filesystem::path& state_dir, AuditTrail& audit);
     ~ImportService();
 
     /// Queues everything left over from before (call once the daemon is up).

@@ -8,7 +8,9 @@
 #include <fstream>
 #include <mutex>
 
+#include "audit_trail.hpp"
 #include "files.hpp"
+#include "sluice/audit/hops.hpp"
 #include "import_service.hpp"
 #include "sluice/bundle/bundle.hpp"
 #include "sluice/daemon/control.hpp"
@@ -66,6 +68,7 @@ struct ReceiverService::Impl {
     fs::path refused_dir;
     std::unique_ptr<diode::UdpReceiver> udp;
     std::unique_ptr<ControlServer> control;
+    std::unique_ptr<AuditTrail> audit;        // before imports: they record into it until they stop
     std::unique_ptr<ImportService> imports;  // with [import]: quarantine, scan, policy, release
     boost::asio::thread_pool finalizer{1};
     boost::asio::steady_timer tick_timer{io};
@@ -98,7 +101,21 @@ struct ReceiverService::Impl {
             fs::create_directories(d, ec);
             if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
         }
-        if (config.import) imports = std::make_unique<ImportService>(*config.import, config.incoming_dir, config.state_dir);
+        audit = std::make_unique<AuditTrail>(config.audit, config.state_dir, "receiver");
+        if (config.import) {
+            imports = std::make_unique<ImportService>(*config.import, config.incoming_dir, config.state_dir, *audit);
+        }
+    }
+
+    /// An observation for the audit log: kept and written later if the log cannot take it now.
+    void note(std::string event, std::string bundle, std::string channel, std::string outcome, json details) {
+        audit::Event ev;
+        ev.event = std::move(event);
+        ev.bundle = std::move(bundle);
+        ev.channel = std::move(channel);
+        ev.outcome = std::move(outcome);
+        ev.details = std::move(details);
+        (void)audit->record(std::move(ev));
     }
 
     void remember(std::deque<json>& list, json entry) {
@@ -111,7 +128,7 @@ struct ReceiverService::Impl {
         auto now = SteadyClock::now();
         for (auto d : datagrams) reassembler.on_datagram(d, now);
         const auto& st = reassembler.stats();
-        std::uint64_t valid = st.metadata_frames + st.symbol_frames + st.heartbeat_frames;
+        std::uint64_t valid = st.metadata_frames + st.symbol_frames + st.heartbeat_frames + st.annex_frames;
         if (valid != valid_frames_seen) {
             valid_frames_seen = valid;
             monitor.on_frame(now);
@@ -129,6 +146,10 @@ struct ReceiverService::Impl {
                                                   {"version", ev.info.version}, {"bytes", ev.info.archive_bytes},
                                                   {"pass", ev.info.pass}, {"blocks_held", ev.blocks_held},
                                                   {"blocks", ev.info.blocks()}});
+                    note("transfer_started", bundle, ev.info.channel, "ok",
+                         {{"transfer", ev.transfer}, {"version", ev.info.version}, {"bytes", ev.info.archive_bytes},
+                          {"pass", ev.info.pass}, {"passes", ev.info.passes}, {"blocks_held", ev.blocks_held},
+                          {"session", ev.session}});
                     break;
                 case transfer::Event::Kind::delivered_before:
                     monitor.on_transfer_seen(ev.transfer);
@@ -136,6 +157,8 @@ struct ReceiverService::Impl {
                     break;
                 case transfer::Event::Kind::assembled:
                     log_info("transfer_assembled", {{"bundle", bundle}, {"transfer", ev.transfer}, {"bytes", ev.info.archive_bytes}});
+                    note("transfer_assembled", bundle, ev.info.channel, "ok",
+                         {{"transfer", ev.transfer}, {"version", ev.info.version}, {"bytes", ev.info.archive_bytes}});
                     boost::asio::post(finalizer, [this, ev] { finalize(ev); });
                     break;
                 case transfer::Event::Kind::incomplete:
@@ -144,11 +167,16 @@ struct ReceiverService::Impl {
                                                         {"missing", ranges_json(ev.missing).dump()}, {"why", ev.message}});
                     remember(alarms, {{"alarm", "transfer_incomplete"}, {"bundle", bundle}, {"transfer", ev.transfer},
                                       {"missing_blocks", ranges_json(ev.missing)}, {"at", files::now_rfc3339()}});
+                    note("transfer_incomplete", bundle, ev.info.channel, "error",
+                         {{"transfer", ev.transfer}, {"version", ev.info.version}, {"blocks_held", ev.blocks_held},
+                          {"blocks", ev.info.blocks()}, {"missing", ranges_json(ev.missing)}, {"why", ev.message}});
                     break;
                 case transfer::Event::Kind::failed:
                     log_error("transfer_store_failed", {{"bundle", bundle}, {"transfer", ev.transfer}, {"error", ev.message}});
                     remember(alarms, {{"alarm", "store_failed"}, {"bundle", bundle}, {"error", ev.message},
                                       {"at", files::now_rfc3339()}});
+                    note("transfer_store_failed", bundle, ev.info.channel, "error",
+                         {{"transfer", ev.transfer}, {"error", ev.message}});
                     break;
                 case transfer::Event::Kind::heartbeat:
                     monitor.on_heartbeat(ev.session, ev.heartbeat, now);
@@ -169,6 +197,14 @@ struct ReceiverService::Impl {
             } else {
                 log_warning(kind, {{"session", alarm.session}, {"detail", entry.dump()}});
             }
+            {
+                json details = entry;
+                details.erase("alarm");
+                details.erase("at");
+                std::string about = details.value("bundle", "");
+                details.erase("bundle");
+                note(kind, about, "", alarm.kind == transfer::LinkAlarm::Kind::link_up ? "ok" : "alarm", details);
+            }
             remember(alarms, std::move(entry));
         }
     }
@@ -187,6 +223,8 @@ struct ReceiverService::Impl {
                 return;
             }
             log_error("transfer_refused", {{"bundle", bundle}, {"error", path.error().message}});
+            note("bundle_refused", bundle, ev.info.channel, "refused",
+                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", path.error().message}});
             remember(alarms, {{"alarm", "archive_digest_mismatch"}, {"bundle", bundle}, {"at", files::now_rfc3339()}});
             boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, false); });
             return;
@@ -215,6 +253,32 @@ struct ReceiverService::Impl {
         json entry{{"bundle", bundle}, {"channel", ev.info.channel}, {"version", ev.info.version},
                    {"bytes", ev.info.archive_bytes}, {"transfer", ev.transfer}, {"at", files::now_rfc3339()}};
         if (refusal.empty()) {
+            // The sender's events for this bundle, and the receipt itself, are in
+            // the audit log before the bundle is handed on; if they cannot be
+            // written, it waits (still staged) and is retried.
+            if (!ev.annex.empty()) {
+                std::string_view text(reinterpret_cast<const char*>(ev.annex.data()), ev.annex.size());
+                auto hops = audit::parse_hop_record(text);
+                if (!hops) {
+                    note("upstream_events_refused", bundle, ev.info.channel, "refused", {{"error", hops.error().message}});
+                } else if (hops->bundle != bundle) {
+                    note("upstream_events_refused", bundle, ev.info.channel, "refused",
+                         {{"error", "the hop record is about bundle " + hops->bundle}});
+                } else if (auto rec = audit->log().record_upstream(*hops, ev.info.channel, "diode"); !rec) {
+                    log_error("delivery_deferred", {{"bundle", bundle}, {"error", rec.error().message}, {"retry_in_seconds", 30}});
+                    retry_later(ev);
+                    return;
+                }
+            }
+            if (auto rec = audit->record({"bundle_received", bundle, ev.info.channel, "system", "ok",
+                                          {{"transfer", ev.transfer}, {"version", ev.info.version},
+                                           {"bytes", ev.info.archive_bytes}, {"signers", report->distinct_signers.size()},
+                                           {"archive_sha256", transfer::to_hex(ev.info.archive_sha256)}}});
+                !rec) {
+                log_error("delivery_deferred", {{"bundle", bundle}, {"error", rec.error().message}, {"retry_in_seconds", 30}});
+                retry_later(ev);
+                return;
+            }
             fs::path target = incoming / (bundle + ".tar");
             std::error_code ec;
             if (fs::exists(target, ec)) {
@@ -254,6 +318,8 @@ struct ReceiverService::Impl {
             if (auto ok = store.mark_delivered(ev.key); !ok) log_error("refusal_not_recorded", {{"error", ok.error().message}});
             entry["refused"] = refusal;
             entry["path"] = moved ? target.string() : std::string{};
+            note("bundle_refused", bundle, ev.info.channel, "refused",
+                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", refusal}, {"kept_as", entry["path"]}});
             log_error("bundle_refused", {{"bundle", bundle}, {"channel", ev.info.channel}, {"error", refusal},
                                          {"kept_as", target}});
             {
@@ -292,6 +358,7 @@ struct ReceiverService::Impl {
                     if (auto n = store.sweep(kStagingMaxAge)) log_notice("staging_expired", {{"archives", n}});
                 });
             }
+            audit->tick();
             if (imports && now - last_import_retry >= std::chrono::minutes(1)) {
                 last_import_retry = now;
                 imports->retry();
@@ -373,6 +440,7 @@ struct ReceiverService::Impl {
         s["received"] = json(std::vector<json>(delivered.rbegin(), delivered.rend()));
         s["alarms"] = json(std::vector<json>(alarms.rbegin(), alarms.rend()));
         s["imports"] = imports ? imports->summary() : json(nullptr);
+        s["audit"] = audit->status();
         return s;
     }
 
@@ -434,6 +502,10 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
                 files::require_any_role(peer, roles);
                 return respond(impl->status_json());
             }
+            if (command == "audit") {
+                require_role(peer, Role::auditor, roles);
+                return impl->audit->serve(request, std::move(respond));
+            }
             if (ImportService::handles(command)) {
                 if (!impl->imports)
                     throw std::runtime_error("this receiver does not import (no [import] section in " +
@@ -442,7 +514,7 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
             }
             throw std::runtime_error("unknown command \"" + command +
                                      "\" (the receiver daemon answers status, pending, show, approve, reject, "
-                                     "rescan, releases, rollback)");
+                                     "rescan, releases, rollback, audit)");
         }));
     impl->schedule_tick();
     if (impl->imports) impl->imports->resume();
@@ -469,6 +541,8 @@ void ReceiverService::stop() {
     for (auto& ev : impl_->reassembler.drain()) (void)ev;  // incomplete reports of a shutdown are not news
     impl_->store.flush();
     impl_->write_metrics();
+    impl_->audit->stop_serving();
+    impl_->audit->checkpoint("shutdown");
 }
 
 void ReceiverService::reload() {

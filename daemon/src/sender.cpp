@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 
+#include "audit_trail.hpp"
 #include "files.hpp"
 #include "sluice/bundle/bundle.hpp"
 #include "sluice/daemon/control.hpp"
@@ -137,6 +138,7 @@ struct SenderService::Impl {
     std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
     std::atomic<std::int64_t> busy_until_ns{0};  // a paced send in progress may last until then
 
+    std::unique_ptr<AuditTrail> audit;
     boost::asio::thread_pool intake_pool{1};
     std::unique_ptr<ControlServer> control;
     boost::asio::steady_timer tick_timer{io};
@@ -160,6 +162,7 @@ struct SenderService::Impl {
             fs::create_directories(d, ec);
             if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
         }
+        audit = std::make_unique<AuditTrail>(config.audit, config.state_dir, "sender");
         load_queue();
     }
 
@@ -195,6 +198,12 @@ struct SenderService::Impl {
         fs::remove(queue_dir / (std::to_string(job.id) + ".json"), ec);
         fs::remove(job.archive, ec);
         files::sync_dir(queue_dir);
+    }
+
+    /// An observation for the audit log: kept and written later if the log cannot take it now.
+    void note(std::string event, const Job& job, std::string outcome, json details, std::string actor = "system") {
+        (void)audit->record({std::move(event), job.bundle_id, job.channel, std::move(actor), std::move(outcome),
+                             std::move(details)});
     }
 
     // ---- intake (intake thread) -------------------------------------------------
@@ -257,7 +266,7 @@ struct SenderService::Impl {
             return out;
         }
         Job job;
-        job.id = next_id++;
+        job.id = next_id;
         job.transfer = files::random_u64();
         job.bundle_id = report->bundle_id;
         job.archive = outbox_dir / (report->bundle_id + ".tar");
@@ -269,12 +278,49 @@ struct SenderService::Impl {
         job.passes = config.passes;
         job.submitted_by = who;
         job.submitted_at = files::now_rfc3339();
-        job.order = next_order++;
+        job.order = next_order;
+        // Submitted, verified and queued are in the audit log before the job
+        // exists: if the log cannot take them, the push is refused.
+        json release{{"changes", report->release.changes},
+                     {"reason", report->release.reason},
+                     {"approved_by", report->release.approved_by},
+                     {"rollback_to", report->release.rollback_to},
+                     {"previous_version", report->release.previous_version ? json(*report->release.previous_version) : json(nullptr)},
+                     {"created_by", report->release.created_by},
+                     {"created_at", report->release.created_at},
+                     {"rollback", report->release.rollback}};
+        json signer_names = json::array();
+        json signer_keys = json::array();
+        for (const auto& sgn : report->signatures) {
+            signer_names.push_back(sgn.trusted_key);
+            signer_keys.push_back(sgn.fingerprint);
+        }
+        std::vector<audit::Event> events;
+        events.push_back({"bundle_submitted", job.bundle_id, job.channel, who, "ok",
+                          {{"version", job.version}, {"path", source.string()}, {"release", release},
+                           {"signers", signer_names}}});
+        events.push_back({"bundle_verified", job.bundle_id, job.channel, "system", "ok",
+                          {{"version", job.version}, {"signers", signer_names}, {"signer_keys", signer_keys},
+                           {"archive_sha256", job.archive_sha256},
+                           {"bytes", job.archive_bytes}}});
+        events.push_back({"bundle_queued", job.bundle_id, job.channel, "system", "ok",
+                          {{"job", job.id}, {"transfer", job.transfer}, {"priority", high ? "high" : "normal"},
+                           {"passes", job.passes}}});
+        if (auto ok = audit->log().append_all(std::move(events)); !ok) {
+            log_critical("audit_write_failed", {{"event", "bundle_submitted"}, {"bundle", job.bundle_id}, {"error", ok.error().message}});
+            return fail("push refused: it could not be recorded in the audit log (" + ok.error().message + ")");
+        }
+        ++next_id;
+        ++next_order;
         fs::rename(tmp, job.archive, ec);
-        if (ec) return fail("cannot move the archive into " + job.archive.string() + ": " + ec.message());
+        if (ec) {
+            note("bundle_queue_failed", job, "error", {{"error", ec.message()}});
+            return fail("cannot move the archive into " + job.archive.string() + ": " + ec.message());
+        }
         cleanup.p.clear();
         if (auto ok = persist(job); !ok) {
             fs::remove(job.archive, ec);
+            note("bundle_queue_failed", job, "error", {{"error", ok.error().message}});
             return ok.error();
         }
         log_info("bundle_queued", {{"bundle", job.bundle_id},
@@ -319,6 +365,8 @@ struct SenderService::Impl {
             fs::rename(path, rejected / path.filename(), ec);
             std::ofstream(rejected / (path.filename().string() + ".reason")) << result.error().message << "\n";
             log_error("spool_refused", {{"file", path}, {"error", result.error().message}, {"moved_to", rejected}});
+            (void)audit->record({"push_refused", "", "", owner, "refused",
+                                 {{"path", path.string()}, {"error", result.error().message}, {"moved_to", rejected.string()}}});
         }
     }
 
@@ -348,6 +396,8 @@ struct SenderService::Impl {
                         respond(json{{"ok", true}, {"job", *r}});
                     } else {
                         log_warning("push_refused", {{"path", path}, {"by", who}, {"error", r.error().message}});
+                        (void)audit->record({"push_refused", "", "", who, "refused",
+                                             {{"path", path.string()}, {"error", r.error().message}}});
                         respond(json{{"ok", false}, {"error", r.error().message}});
                     }
                 } catch (const std::exception& e) {
@@ -361,6 +411,11 @@ struct SenderService::Impl {
             respond(json{{"ok", true}, {"queue", queue_json()}});
             return;
         }
+        if (command == "audit") {
+            require_role(peer, Role::auditor, roles);
+            audit->serve(request, std::move(respond));
+            return;
+        }
         if (command == "status") {
             files::require_any_role(peer, roles);
             json s = status_json();
@@ -368,7 +423,7 @@ struct SenderService::Impl {
             respond(s);
             return;
         }
-        throw std::runtime_error("unknown command \"" + command + "\" (the sender daemon answers push, queue, status)");
+        throw std::runtime_error("unknown command \"" + command + "\" (the sender daemon answers push, queue, status, audit)");
     }
 
     // ---- sending (send thread) ----------------------------------------------------
@@ -465,7 +520,23 @@ struct SenderService::Impl {
                 if (errno != EINTR) return fail(std::string("reading the archive: ") + std::strerror(errno));
             }
         };
-        transfer::Encoder encoder(info, session, job.transfer, reader, link_key ? &*link_key : nullptr);
+        // The pass is in the audit log before it starts (else it waits), and the
+        // bundle's events so far travel with it as a signed hop record.
+        if (auto ok = audit->record({"pass_started", job.bundle_id, job.channel, "system", "ok",
+                                     {{"transfer", job.transfer}, {"pass", info.pass}, {"passes", info.passes},
+                                      {"version", job.version}}});
+            !ok) {
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+            return false;
+        }
+        std::vector<std::byte> annex;
+        if (auto hops = audit->log().hop_record(job.bundle_id); hops) {
+            const auto* p = reinterpret_cast<const std::byte*>(hops->data());
+            annex.assign(p, p + hops->size());
+        } else {
+            log_warning("hop_record_not_sent", {{"bundle", job.bundle_id}, {"error", hops.error().message}});
+        }
+        transfer::Encoder encoder(info, session, job.transfer, reader, link_key ? &*link_key : nullptr, std::move(annex));
         const std::size_t per_batch = batch_frames(config.link.rate_bits_per_s, encoder.max_frame_bytes());
         transfer::FrameBatch batch(per_batch, encoder.max_frame_bytes());
         // How long one batch may legitimately keep the thread in a paced send
@@ -502,6 +573,7 @@ struct SenderService::Impl {
             std::lock_guard lock(mutex);
             if (stopping) {
                 log_info("pass_interrupted", {{"bundle", job.bundle_id}, {"pass", info.pass}});
+                note("pass_interrupted", job, "error", {{"transfer", job.transfer}, {"pass", info.pass}, {"why", "shutdown"}});
                 return false;
             }
         }
@@ -517,9 +589,12 @@ struct SenderService::Impl {
         log_info("pass_finished", {{"bundle", j.bundle_id}, {"transfer", j.transfer}, {"pass", j.passes_done},
                                    {"passes", j.passes}, {"seconds", seconds},
                                    {"goodput_mbps", seconds > 0 ? static_cast<double>(j.archive_bytes) * 8 / seconds / 1e6 : 0.0}});
+        note("pass_finished", j, "ok", {{"transfer", j.transfer}, {"pass", j.passes_done}, {"passes", j.passes},
+                                        {"seconds", seconds}, {"frames", encoder.frames_total()}});
         if (j.passes_done >= j.passes) {
             log_info("bundle_sent", {{"bundle", j.bundle_id}, {"channel", j.channel}, {"version", j.version},
                                      {"passes", j.passes}});
+            note("bundle_sent", j, "ok", {{"transfer", j.transfer}, {"passes", j.passes}, {"version", j.version}});
             recent.push_back({j, files::now_rfc3339()});
             if (recent.size() > kRecentKept) recent.pop_front();
             forget(j);
@@ -532,6 +607,7 @@ struct SenderService::Impl {
 
     void fail_job(const Job& job, const std::string& why) {
         log_error("bundle_send_failed", {{"bundle", job.bundle_id}, {"error", why}});
+        note("bundle_send_failed", job, "error", {{"transfer", job.transfer}, {"error", why}});
         std::lock_guard lock(mutex);
         std::error_code ec;
         fs::rename(queue_dir / (std::to_string(job.id) + ".json"),
@@ -618,6 +694,7 @@ struct SenderService::Impl {
             }
         }
         s["sent"] = recent_json;
+        s["audit"] = audit->status();
         return s;
     }
 
@@ -652,6 +729,7 @@ struct SenderService::Impl {
         tick_timer.async_wait([this](const boost::system::error_code& ec) {
             if (ec) return;
             boost::asio::post(intake_pool, [this] { scan_spool(); });
+            audit->tick();
             write_metrics();
             schedule_tick();
         });
@@ -690,6 +768,8 @@ void SenderService::stop() {
     impl_->intake_pool.join();
     if (impl_->send_thread.joinable()) impl_->send_thread.join();
     impl_->write_metrics();
+    impl_->audit->stop_serving();
+    impl_->audit->checkpoint("shutdown");
 }
 
 void SenderService::reload() {

@@ -162,7 +162,7 @@ TEST_CASE("config errors name file, line and key", "[daemon][config]") {
     }
     SECTION("unknown table") {
         CHECK(sender_error(d, kSenderHead + kLinkSender + "[rolse]\n") ==
-              f + ":6: rolse: unknown table (did you mean \"roles\"?); allowed tables: sender, link, roles");
+              f + ":6: rolse: unknown table (did you mean \"roles\"?); allowed tables: sender, link, roles, audit");
     }
     SECTION("a receiver table in a sender file") {
         CHECK(sender_error(d, "[receiver]\n") ==
@@ -285,4 +285,41 @@ TEST_CASE("receiver config errors", "[daemon][config]") {
     CHECK(r.link.rcvbuf_bytes == 256u << 20);
     CHECK(r.link.heartbeat_interval == 500ms);
     CHECK(r.link.rate_bits_per_s == 0);
+}
+
+TEST_CASE("[audit]: defaults under state_dir, every key checked", "[daemon][config]") {
+    ConfigDir d;
+    const auto defaults = load_sender_config(d.write("sender.toml", kSenderHead + kLinkSender));
+    CHECK_FALSE(defaults.audit.database);
+    CHECK_FALSE(defaults.audit.key_file);
+    CHECK(defaults.audit.database_or(defaults.state_dir) == defaults.state_dir / "audit.db");
+    CHECK(defaults.audit.key_or(defaults.state_dir) == defaults.state_dir / "audit.key");
+    CHECK(defaults.audit.checkpoint_interval == 10min);
+    CHECK(defaults.audit.checkpoint_events == 1000);
+
+    ::chmod((d.dir / "keys/release.key").c_str(), 0600);
+    const auto set = load_sender_config(d.write(
+        "sender.toml", kSenderHead + kLinkSender +
+                           "[audit]\ndatabase = \"audit/log.db\"\nkey = \"keys/release.key\"\n"
+                           "checkpoint_interval = \"30s\"\ncheckpoint_events = 50\n"));
+    CHECK(set.audit.database == d.dir / "audit/log.db");
+    CHECK(set.audit.key_file == d.dir / "keys/release.key");
+    CHECK(set.audit.checkpoint_interval == 30s);
+    CHECK(set.audit.checkpoint_events == 50);
+
+    const std::string f = d.file("sender.toml");
+    CHECK(sender_error(d, kSenderHead + kLinkSender + "[audit]\ndatabse = \"x.db\"\n") ==
+          f + ":7: audit.databse: unknown key (did you mean \"database\"?); allowed keys: database, key, "
+              "checkpoint_interval, checkpoint_events");
+    CHECK_THAT(sender_error(d, kSenderHead + kLinkSender + "[audit]\nkey = \"keys/missing.key\"\n"),
+               Catch::StartsWith(f + ":7: audit.key: ") && Catch::Contains("sluice keygen"));
+    CHECK_THAT(sender_error(d, kSenderHead + kLinkSender + "[audit]\nkey = \"keys/release.pub\"\n"),
+               Catch::StartsWith(f + ":7: audit.key: "));
+    ::chmod((d.dir / "keys/release.key").c_str(), 0644);
+    CHECK_THAT(sender_error(d, kSenderHead + kLinkSender + "[audit]\nkey = \"keys/release.key\"\n"),
+               Catch::StartsWith(f + ":7: audit.key: ") && Catch::Contains("chmod 600"));
+    CHECK_THAT(sender_error(d, kSenderHead + kLinkSender + "[audit]\ncheckpoint_events = 0\n"),
+               Catch::StartsWith(f + ":7: audit.checkpoint_events: "));
+    CHECK_THAT(receiver_error(d, kReceiverHead + "[link]\nlanes = [\"127.0.0.1:47000\"]\n[audit]\ncheckpoint_interval = \"0s\"\n"),
+               Catch::Contains("audit.checkpoint_interval"));
 }

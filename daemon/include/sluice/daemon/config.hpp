@@ -65,6 +65,24 @@ struct RolesConfig {
     std::vector<std::string> auditor_groups{"sluice-auditors"};
 };
 
+/// `[audit]` (both daemons): the tamper-evident event log (docs/audit.md).
+struct AuditConfig {
+    /// [database] SQLite file; default <state_dir>/audit.db.
+    std::optional<std::filesystem::path> database;
+    /// [key] ECDSA P-256 private key (PEM) signing checkpoints and hop records; default
+    /// <state_dir>/audit.key, created with audit.pub beside it on first start.
+    std::optional<std::filesystem::path> key_file;
+    std::chrono::milliseconds checkpoint_interval{std::chrono::minutes(10)};  ///< [checkpoint_interval] 1s..1d
+    std::int64_t checkpoint_events = 1000;  ///< [checkpoint_events] 1..1000000 events between checkpoints
+
+    [[nodiscard]] std::filesystem::path database_or(const std::filesystem::path& state_dir) const {
+        return database ? *database : state_dir / "audit.db";
+    }
+    [[nodiscard]] std::filesystem::path key_or(const std::filesystem::path& state_dir) const {
+        return key_file ? *key_file : state_dir / "audit.key";
+    }
+};
+
 struct SenderConfig {
     std::filesystem::path config_file;  ///< absolute path of the file read
     std::filesystem::path state_dir{"/var/lib/sluice/sender"};
@@ -76,6 +94,7 @@ struct SenderConfig {
     unsigned min_signers = 1;  ///< 1..64, <= trusted_keys.size()
     LinkConfig link;
     RolesConfig roles;
+    AuditConfig audit;
 };
 
 /// `[import]` (receiver): quarantine, scanning, policy, approval and release of
@@ -101,6 +120,7 @@ struct ReceiverConfig {
     std::optional<ImportConfig> import;
     LinkConfig link;
     RolesConfig roles;
+    AuditConfig audit;
 };
 
 /// Reads and checks a sender configuration. Throws ConfigError, and nothing else.
