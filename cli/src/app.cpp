@@ -4,6 +4,7 @@
 #include <exception>
 #include <iostream>
 
+#include "audit_commands.hpp"
 #include "bundle_commands.hpp"
 #include "daemon_commands.hpp"
 #include "import_commands.hpp"
@@ -23,6 +24,7 @@ int run(int argc, char** argv) {
     add_bundle_commands(app, exit_code);
     add_daemon_commands(app, exit_code);
     add_import_commands(app, exit_code);
+    add_audit_commands(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
