@@ -5,7 +5,9 @@
 # refused; then both daemons run on loopback and the bundle crosses the
 # one-way UDP link; the receiver quarantines it, scans it with ClamAV, holds it
 # for an officer, releases it, takes the next version and rolls back, and
-# rejects a bundle ClamAV flags. Run scripts/setup.sh first (the README's first command does both).
+# rejects a bundle ClamAV flags; auditors trace every hop on both sides in the
+# audit logs, and an edited log is caught. Run scripts/setup.sh first (the
+# README's first command does both).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sluice=${SLUICE:-$root/build/cli/sluice}
@@ -195,9 +197,30 @@ run "$sluice" pending --all --socket run/receiver.sock
 [ ! -e releases/models/1.5.1 ] || { echo "demo: a rejected bundle was released" >&2; exit 1; }
 echo "  receiver log, import events:"
 grep -E 'bundle_quarantined|scan_result|rule_result|approval_pending|bundle_approved|bundle_released|bundle_rejected|channel_rolled_back' receiver.log | sed 's/^/    /'
+
+step "13. The audit log: every hop on both sides, who approved, how to roll back, and proof it was not edited"
+# The sender's events (who pushed it, each pass) crossed the diode with the bundle.
+run "$sluice" audit trace "${id2:0:12}" --socket run/receiver.sock
+run "$sluice" audit report "${id2:0:12}" --socket run/receiver.sock
+run "$sluice" audit query --actor "$me" --socket run/receiver.sock
+run "$sluice" audit query --event bundle_submitted --socket run/sender.sock
+run "$sluice" audit export --format syslog --output audit-receiver.log --socket run/receiver.sock
+echo "  $(wc -l < audit-receiver.log) RFC 5424 lines for a SIEM in audit-receiver.log, e.g.:"
+head -n 1 audit-receiver.log | cut -c1-200 | sed 's/^/    /'
 kill -TERM "${pids[@]}"
 wait "${pids[@]}" 2>/dev/null || true
 pids=()
+# A clean shutdown signs a last checkpoint; the auditor checks a copy offline with the receiver's public key.
+sqlite3 state/receiver/audit.db ".backup audit-copy.db"
+run "$sluice" audit verify --db audit-copy.db --key state/receiver/audit.pub
+echo "  Someone edits an approval with the sqlite3 shell (after dropping the trigger that refuses it):"
+cp audit-copy.db audit-tampered.db
+seq_edit=$(sqlite3 audit-tampered.db "SELECT seq FROM events WHERE event = 'approval_recorded' OR event = 'bundle_approved' ORDER BY seq LIMIT 1")
+run sqlite3 audit-tampered.db "DROP TRIGGER events_no_update; UPDATE events SET actor = 'mallory' WHERE seq = $seq_edit"
+if "$sluice" audit verify --db audit-tampered.db --key state/receiver/audit.pub; then
+    echo "demo: an edited audit log verified" >&2; exit 1
+fi
+echo "  (exit 1: event $seq_edit named as the first bad one)"
 
 step "Done"
 echo "Everything the demo made is in $work"

@@ -154,6 +154,9 @@ json build_report(std::string_view bundle, std::span<const Record> trace) {
             if (sender_signers.is_null()) sender_signers = names(d, "signers");
         } else if (r->event == "bundle_quarantined") {
             if (d.contains("release") && d["release"].is_object()) receiver_release = d["release"];
+            if (d.contains("signers")) receiver_signers = names(d, "signers");
+        } else if ((r->event == "approval_pending" || r->event == "bundle_approved") && d.contains("signers")) {
+            // The signers the receiver verified against the channel's keys.
             receiver_signers = names(d, "signers");
         }
     }
@@ -214,6 +217,12 @@ json build_report(std::string_view bundle, std::span<const Record> trace) {
                 {{"officer", or_null(r->actor)}, {"uid", uid}, {"time", or_null(r->time)}, {"reason", text(d, "reason")}});
             if (approval_import["approvals_required"].is_null()) approval_import["approvals_required"] = count(d, "approvals_required");
         } else if (r->event == "bundle_approved") {
+            if (r->actor != "system") {
+                // The officer whose approval completed the count: an approval like the others.
+                json uid = d.contains("uid") && (d["uid"].is_number() || d["uid"].is_string()) ? d["uid"] : json(nullptr);
+                approval_import["approvals"].push_back(
+                    {{"officer", or_null(r->actor)}, {"uid", uid}, {"time", or_null(r->time)}, {"reason", text(d, "reason")}});
+            }
             approval_import["decision"] = {{"by", or_null(r->actor)},
                                            {"time", or_null(r->time)},
                                            {"reason", text(d, "reason")},

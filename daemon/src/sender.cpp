@@ -281,14 +281,8 @@ struct SenderService::Impl {
         job.order = next_order;
         // Submitted, verified and queued are in the audit log before the job
         // exists: if the log cannot take them, the push is refused.
-        json release{{"changes", report->release.changes},
-                     {"reason", report->release.reason},
-                     {"approved_by", report->release.approved_by},
-                     {"rollback_to", report->release.rollback_to},
-                     {"previous_version", report->release.previous_version ? json(*report->release.previous_version) : json(nullptr)},
-                     {"created_by", report->release.created_by},
-                     {"created_at", report->release.created_at},
-                     {"rollback", report->release.rollback}};
+        // release.json as the receiver will record it at quarantine: the same canonical form.
+        json release = json::parse(bundle::format_release(report->release));
         json signer_names = json::array();
         json signer_keys = json::array();
         for (const auto& sgn : report->signatures) {

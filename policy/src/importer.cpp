@@ -822,6 +822,18 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
     if (sink_) {
         json intent{{"channel", channel}, {"from", *current}, {"to", target}, {"actor", officer.user},
                     {"uid", officer.uid}, {"reason", reason}, {"outcome", "ok"}};
+        {
+            // The bundle taken out of production: its trace shows the rollback.
+            std::lock_guard lock(mutex_);
+            if (auto it = channels_.find(channel); it != channels_.end()) {
+                for (auto r = it->second.released.rbegin(); r != it->second.released.rend(); ++r) {
+                    if (r->version == *current) {
+                        intent["bundle"] = r->bundle_id;
+                        break;
+                    }
+                }
+            }
+        }
         if (auto ok = sink_("rollback_started", intent); !ok) return ok.error().within("not recorded in the audit log, so not done");
     }
     if (auto ok = store_.set_current(channel, target); !ok) {

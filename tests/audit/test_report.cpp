@@ -96,9 +96,9 @@ Trace released_bundle() {
                   "system", "pending")
         .receiver("2026-11-29T16:00:00.000Z", "approval_recorded",
                   {{"reason", "Eval report reviewed"}, {"uid", 1001}, {"approvals", 1}, {"approvals_required", 2}}, "bob", "approved")
-        .receiver("2026-11-29T16:30:00.000Z", "approval_recorded",
+        // The approval that completes the count is recorded as bundle_approved (not also approval_recorded).
+        .receiver("2026-11-29T16:30:00.000Z", "bundle_approved",
                   {{"reason", "Scans clean, on the plan"}, {"uid", 1002}, {"approvals", 2}, {"approvals_required", 2}}, "dave", "approved")
-        .receiver("2026-11-29T16:30:00.100Z", "bundle_approved", {{"reason", "Scans clean, on the plan"}}, "dave", "approved")
         .receiver("2026-11-29T16:30:02.000Z", "bundle_released",
                   {{"version", "1.5.0"}, {"path", "/srv/releases/models/1.5.0"}, {"previous", "1.4.0"}}, "dave", "released")
         .receiver("2026-11-29T16:30:03.000Z", "post_release_hook", {{"hook", "registry"}, {"result", "exit 0"}})
@@ -133,7 +133,7 @@ TEST_CASE("report: the four answers of a released bundle, both sides", "[audit]"
     CHECK(r["version"] == "1.5.0");
     CHECK(r["signed_rollback"].is_null());
     CHECK(r["state"] == json{{"name", "released"}, {"event", "bundle_released"}, {"time", "2026-11-29T16:30:02.000Z"}});
-    CHECK(r["events"] == 26);
+    CHECK(r["events"] == 25);
     CHECK(r["sides"] == json{"sender", "receiver"});
 
     CHECK(r["what_changed"] == json{{"changes", "Retrained on Q3 data"},
@@ -154,7 +154,8 @@ TEST_CASE("report: the four answers of a released bundle, both sides", "[audit]"
     CHECK(im["approvals"][0] ==
           json{{"officer", "bob"}, {"uid", 1001}, {"time", "2026-11-29T16:00:00.000Z"}, {"reason", "Eval report reviewed"}});
     CHECK(im["approvals"][1]["officer"] == "dave");
-    CHECK(im["decision"] == json{{"by", "dave"}, {"time", "2026-11-29T16:30:00.100Z"}, {"reason", "Scans clean, on the plan"}, {"automatic", false}});
+    CHECK(im["approvals"][1]["uid"] == 1002);
+    CHECK(im["decision"] == json{{"by", "dave"}, {"time", "2026-11-29T16:30:00.000Z"}, {"reason", "Scans clean, on the plan"}, {"automatic", false}});
 
     const json& how = r["how_to_roll_back"];
     CHECK(how["channel"] == "models");
@@ -185,7 +186,7 @@ TEST_CASE("report: the four answers of a released bundle, both sides", "[audit]"
     CHECK(r["hooks"][1] == json{{"time", "2026-11-29T16:30:04.000Z"}, {"hook", "notify"}, {"ok", false}, {"result", "exit 2: connection refused"}});
     CHECK(r["channel_rollbacks"].size() == 1);
 
-    REQUIRE(r["hops"].size() == 26);
+    REQUIRE(r["hops"].size() == 25);
     CHECK(r["hops"][0] == json{{"seq", 101}, {"time", "2026-11-29T14:05:00.000Z"}, {"side", "sender"}, {"host", "send-1"},
                                {"event", "bundle_submitted"}, {"actor", "alice"}, {"outcome", "ok"}, {"upstream", true}});
     CHECK(r["hops"][6]["event"] == "transfer_started");
