@@ -118,6 +118,25 @@ struct ReceiverService::Impl {
         (void)audit->record(std::move(ev));
     }
 
+    /// Records the sender's hop record a transfer carried. A record that does not
+    /// parse or is about another bundle is refused and noted (not an error: the
+    /// bundle itself was verified on its own); an error means the log could not write.
+    Result<void> record_hops(const transfer::Event& ev, const std::string& bundle) {
+        std::string_view text(reinterpret_cast<const char*>(ev.annex.data()), ev.annex.size());
+        auto hops = audit::parse_hop_record(text);
+        if (!hops) {
+            note("upstream_events_refused", bundle, ev.info.channel, "refused", {{"error", hops.error().message}});
+            return {};
+        }
+        if (hops->bundle != bundle) {
+            note("upstream_events_refused", bundle, ev.info.channel, "refused",
+                 {{"error", "the hop record is about bundle " + hops->bundle}});
+            return {};
+        }
+        if (auto rec = audit->log().record_upstream(*hops, ev.info.channel, "diode"); !rec) return rec.error();
+        return {};
+    }
+
     void remember(std::deque<json>& list, json entry) {
         std::lock_guard lock(mutex);
         list.push_back(std::move(entry));
@@ -170,6 +189,8 @@ struct ReceiverService::Impl {
                     note("transfer_incomplete", bundle, ev.info.channel, "error",
                          {{"transfer", ev.transfer}, {"version", ev.info.version}, {"blocks_held", ev.blocks_held},
                           {"blocks", ev.info.blocks()}, {"missing", ranges_json(ev.missing)}, {"why", ev.message}});
+                    // What the sender recorded of it so far arrived even if the archive did not (for `sluice audit gaps`).
+                    if (!ev.annex.empty()) (void)record_hops(ev, bundle);
                     break;
                 case transfer::Event::Kind::failed:
                     log_error("transfer_store_failed", {{"bundle", bundle}, {"transfer", ev.transfer}, {"error", ev.message}});
@@ -257,14 +278,7 @@ struct ReceiverService::Impl {
             // the audit log before the bundle is handed on; if they cannot be
             // written, it waits (still staged) and is retried.
             if (!ev.annex.empty()) {
-                std::string_view text(reinterpret_cast<const char*>(ev.annex.data()), ev.annex.size());
-                auto hops = audit::parse_hop_record(text);
-                if (!hops) {
-                    note("upstream_events_refused", bundle, ev.info.channel, "refused", {{"error", hops.error().message}});
-                } else if (hops->bundle != bundle) {
-                    note("upstream_events_refused", bundle, ev.info.channel, "refused",
-                         {{"error", "the hop record is about bundle " + hops->bundle}});
-                } else if (auto rec = audit->log().record_upstream(*hops, ev.info.channel, "diode"); !rec) {
+                if (auto rec = record_hops(ev, bundle); !rec) {
                     log_error("delivery_deferred", {{"bundle", bundle}, {"error", rec.error().message}, {"retry_in_seconds", 30}});
                     retry_later(ev);
                     return;
