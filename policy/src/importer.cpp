@@ -377,8 +377,9 @@ Result<ImportRecord> Importer::admit(const fs::path& archive, const std::atomic<
         rec.transition(ImportState::quarantined, Actor::system(), now_text(), qdir.string());
     }
     // What the bundle says about itself, for the audit log's four answers (checked again by evaluate()).
-    json quarantined{{"path", qdir.string()}, {"outcome", "ok"}, {"payload_bytes", rec.payload_bytes},
-                     {"payload_files", rec.payload_files}};
+    // Unpacked counts are the whole bag (tag files too); the payload's own are on approval_pending.
+    json quarantined{{"path", qdir.string()}, {"outcome", "ok"}, {"unpacked_bytes", rec.payload_bytes},
+                     {"unpacked_files", rec.payload_files}};
     if (auto summary = bundle::inspect_bundle(qdir); summary && summary->release) {
         quarantined["release"] = json::parse(bundle::format_release(*summary->release));
         quarantined["channel"] = summary->release->channel;
@@ -511,7 +512,8 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
         rec.approvals_required = 0;
         rec.transition(ImportState::approved, Actor::system(), now_text(), "every rule and scanner passed; channel approval is auto");
         if (auto ok = commit(rec, "bundle_approved",
-                             {{"actor", "system"}, {"outcome", "approved"}, {"reason", "auto"}, {"signers", rec.signers}});
+                             {{"actor", "system"}, {"outcome", "approved"}, {"reason", "auto"}, {"signers", rec.signers},
+                              {"payload_files", rec.payload_files}, {"payload_bytes", rec.payload_bytes}});
             !ok) {
             return ok.error();
         }
@@ -524,7 +526,8 @@ Result<ImportRecord> Importer::evaluate(ImportRecord rec, const std::atomic<bool
                    rollback ? "a signed rollback needs an officer's approval"
                             : std::to_string(rec.approvals_required) + " officer approval(s) needed");
     json pending{{"outcome", "pending"}, {"approvals_required", rec.approvals_required}, {"mode", rec.approval_mode},
-                 {"signers", rec.signers}, {"diff_against", rec.diff_against ? json(*rec.diff_against) : json(nullptr)}};
+                 {"signers", rec.signers}, {"diff_against", rec.diff_against ? json(*rec.diff_against) : json(nullptr)},
+                 {"payload_files", rec.payload_files}, {"payload_bytes", rec.payload_bytes}};
     if (rec.diff) {
         pending["diff"] = {{"added", rec.diff->added.size()}, {"removed", rec.diff->removed.size()},
                            {"changed", rec.diff->changed.size()}, {"omitted", rec.diff->omitted}};
