@@ -35,14 +35,32 @@ Result<std::string> encode_hop_record(HopRecord hops, const bundle::Key& private
     if (!pem) return fail(pem.error().message);
     hops.public_key = *pem;
     hops.key_fingerprint = private_key.fingerprint();
+    // Keep the oldest events (submission, verification matter most) that fit:
+    // sizes are measured once, then the record is signed once (a bundle with
+    // thousands of events must not cost thousands of signatures).
+    if (hops.events.size() > kMaxHopEvents) hops.events.resize(kMaxHopEvents);
+    std::vector<Record> events = std::move(hops.events);
+    hops.events.clear();
+    hops.signature = std::string(128, 'A');  // at least as long as a base64 DER P-256 signature
+    std::size_t size = encode(hops).dump(-1, ' ', false, json::error_handler_t::replace).size();
+    std::size_t keep = 0;
+    for (const auto& r : events) {
+        json e = r.to_json();
+        e.erase("upstream");
+        size += e.dump(-1, ' ', false, json::error_handler_t::replace).size() + 1;  // and its comma
+        if (size > kMaxHopRecordBytes) break;
+        ++keep;
+    }
+    events.resize(keep);
+    hops.events = std::move(events);
     for (;;) {
         auto sig = bundle::sign_message(private_key, hop_signed_text(hops));
         if (!sig) return fail("hop record: " + sig.error().message);
         hops.signature = bundle::base64_encode(*sig);
         std::string text = encode(hops).dump(-1, ' ', false, json::error_handler_t::replace);
-        if (text.size() <= kMaxHopRecordBytes && hops.events.size() <= kMaxHopEvents) return text;
+        if (text.size() <= kMaxHopRecordBytes) return text;
         if (hops.events.empty()) return fail("hop record: too large even without events");
-        hops.events.pop_back();  // the oldest events (submission, verification) matter most
+        hops.events.pop_back();  // not reached unless the estimate was short
     }
 }
 

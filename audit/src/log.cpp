@@ -161,7 +161,7 @@ Result<void> create_schema(sql::Db& db) {
         "CREATE INDEX IF NOT EXISTS events_by_outcome ON events (outcome, seq);\n"
         "CREATE INDEX IF NOT EXISTS events_by_time ON events (time);\n"
         "CREATE TABLE IF NOT EXISTS upstream_events (id INTEGER PRIMARY KEY, received_seq INTEGER NOT NULL, "
-        "seq INTEGER NOT NULL, " + kColumns + ", UNIQUE (host, seq));\n"
+        "seq INTEGER NOT NULL, " + kColumns + ", UNIQUE (host, seq, hash));\n"
         "CREATE INDEX IF NOT EXISTS upstream_by_bundle ON upstream_events (bundle, time);\n"
         "CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, "
         "time TEXT NOT NULL, host TEXT NOT NULL, side TEXT NOT NULL, key_fingerprint TEXT NOT NULL, "
@@ -196,6 +196,7 @@ struct Log::State {
     std::int64_t head_seq = 0;
     std::string head_hash = kGenesisHash;
     std::int64_t since_checkpoint = 0;
+    std::optional<std::int64_t> last_checkpoint;
     std::deque<Record> backlog;  // seq, prev_hash and hash assigned when written
     std::string public_key_pem;
     std::string key_fingerprint;
@@ -275,6 +276,7 @@ struct Log::State {
         if (auto ok = st->run(); !ok) return fail("audit checkpoint: " + ok.error().message);
         c.id = sqlite3_last_insert_rowid(db.get());
         since_checkpoint = 0;
+        last_checkpoint = c.seq;
         return c;
     }
 
@@ -354,6 +356,9 @@ Result<std::unique_ptr<Log>> Log::open(const fs::path& path, LogOptions options)
     }
     auto since = d.scalar("SELECT " + std::to_string(state->head_seq) + " - IFNULL(MAX(seq), 0) FROM checkpoints");
     if (since) state->since_checkpoint = *since;
+    if (auto n = d.scalar("SELECT count(*) FROM checkpoints"); n && *n > 0) {
+        state->last_checkpoint = state->head_seq - state->since_checkpoint;
+    }
 
     auto ins = d.prepare("INSERT INTO events (seq, time, host, side, bundle, channel, event, actor, outcome, details, "
                          "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -378,12 +383,24 @@ Result<Record> Log::append(Event event) {
     return last;
 }
 
+Result<Record> Log::append_step(Event event) {
+    std::vector<Event> one;
+    one.push_back(std::move(event));
+    auto written = append_all(std::move(one));
+    if (!written) return written.error();
+    return written->back();
+}
+
 Result<std::vector<Record>> Log::append_all(std::vector<Event> events) {
     std::lock_guard lock(state_->mutex);
     const std::size_t before = state_->backlog.size();
     for (auto& e : events) state_->backlog.push_back(state_->pending(std::move(e)));
     auto written = state_->write_backlog();
-    if (!written) return fail(written.error().message);
+    if (!written) {
+        // Nothing was written (one transaction): the steps go, the observations before them stay.
+        state_->backlog.resize(before);
+        return fail(written.error().message);
+    }
     std::vector<Record> mine(written->begin() + static_cast<std::ptrdiff_t>(before), written->end());
     state_->maybe_checkpoint();
     return mine;
@@ -411,14 +428,19 @@ std::int64_t Log::head_seq() const {
     return state_->head_seq;
 }
 
+std::optional<std::int64_t> Log::last_checkpoint_seq() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->last_checkpoint;
+}
+
 const fs::path& Log::path() const { return state_->path; }
 
-Result<std::vector<Record>> Log::bundle_events(std::string_view bundle) {
+Result<std::vector<Record>> Log::bundle_events(std::string_view bundle, std::int64_t limit) {
     std::lock_guard lock(state_->mutex);
     auto st = state_->db.prepare("SELECT " + std::string(detail::kEventColumns) +
-                                 " FROM events WHERE bundle = ? ORDER BY seq");
+                                 " FROM events WHERE bundle = ? ORDER BY seq LIMIT ?");
     if (!st) return fail(st.error().message);
-    st->bind(1, bundle);
+    st->bind(1, bundle).bind(2, limit);
     std::vector<Record> out;
     for (;;) {
         auto row = st->step();
@@ -431,7 +453,7 @@ Result<std::vector<Record>> Log::bundle_events(std::string_view bundle) {
 
 Result<std::string> Log::hop_record(std::string_view bundle) {
     if (!state_->options.key) return fail("audit log: no key to sign hop records with");
-    auto events = bundle_events(bundle);
+    auto events = bundle_events(bundle, static_cast<std::int64_t>(kMaxHopEvents));
     if (!events) return fail(events.error().message);
     HopRecord hops;
     hops.host = state_->options.host;

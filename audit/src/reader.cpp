@@ -77,17 +77,13 @@ Result<std::string> parse_time_bound(std::string_view text) {
     }
     auto t = bundle::parse_rfc3339(text);
     if (!t) return fail("\"" + std::string(text) + "\" is not a time: use YYYY-MM-DD or RFC 3339 (2026-11-29T14:00:00Z)");
+    // parse_rfc3339 applied the offset to whole seconds; the fraction (after the
+    // seconds, before the offset) is independent of it: keep its milliseconds.
     std::string frac = ".000";
-    if (auto dot = text.find('.'); dot != std::string_view::npos && text[4] == '-') {
-        // Keep milliseconds only when the offset is UTC (other offsets are rounded to the second).
-        if (text.back() == 'Z') {
-            std::string digits;
-            for (std::size_t i = dot + 1; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0; ++i) {
-                digits += text[i];
-            }
-            digits = (digits + "000").substr(0, 3);
-            frac = "." + digits;
-        }
+    if (text.size() > 19 && text[19] == '.') {
+        std::string digits;
+        for (std::size_t i = 20; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0; ++i) digits += text[i];
+        frac = "." + (digits + "000").substr(0, 3);
     }
     return bundle::format_rfc3339(*t).substr(0, 19) + frac + "Z";
 }
@@ -202,9 +198,16 @@ json VerifyReport::to_json() const {
 
 Result<VerifyReport> Reader::verify(const bundle::Key* pinned) {
     auto& db = state_->db;
+    // One snapshot: the daemon may append (WAL) while this reads the tables one after the other.
+    if (auto ok = db.exec("BEGIN"); !ok) return fail(ok.error().message);
+    struct EndRead {
+        sql::Db& db;
+        ~EndRead() { (void)db.exec("COMMIT"); }
+    } end_read{db};
     VerifyReport rep;
     auto bad = [&](std::int64_t seq, std::string why) {
-        if (!rep.ok) return;  // the first problem is the one reported
+        // The earliest problem is the one reported.
+        if (!rep.ok && rep.first_bad_seq && *rep.first_bad_seq <= seq) return;
         rep.ok = false;
         rep.first_bad_seq = seq;
         rep.problem = std::move(why);
@@ -257,7 +260,7 @@ Result<VerifyReport> Reader::verify(const bundle::Key* pinned) {
     if (!st) return fail(st.error().message);
     std::int64_t expect = 1;
     std::string prev = kGenesisHash;
-    std::map<std::string, std::string> upstream_listed;  // "host/seq" -> hash, from upstream_events_recorded
+    std::set<std::string> upstream_listed;  // "host/seq/hash" of every upstream row the chain says it recorded
     // A checkpoint of seq 0 vouches for the empty log.
     if (auto it = signed_at.find(0); it != signed_at.end() && it->second->hash != kGenesisHash) {
         bad(1, "checkpoint " + std::to_string(it->second->id) + " of the empty log has a wrong hash");
@@ -273,8 +276,11 @@ Result<VerifyReport> Reader::verify(const bundle::Key* pinned) {
             bad(expect, "event " + std::to_string(expect) + (r.seq > expect ? " is missing (deleted)" : " is out of order") +
                             ": the next row is " + std::to_string(r.seq));
         } else if (r.prev_hash != prev) {
-            bad(r.seq, "event " + std::to_string(r.seq) + " does not follow event " + std::to_string(r.seq - 1) +
-                           ": its previous hash differs (an event before it was altered or removed)");
+            // Event N-1 was altered with its own hash recomputed (or N's link was): N-1 is the first suspect.
+            bad(std::max<std::int64_t>(1, r.seq - 1),
+                "event " + std::to_string(r.seq) + " does not follow event " + std::to_string(r.seq - 1) +
+                    ": its previous hash differs (event " + std::to_string(r.seq - 1) +
+                    " was altered and its hash recomputed, or event " + std::to_string(r.seq) + "'s link was)");
         } else if (chain_hash(r) != r.hash) {
             bad(r.seq, "event " + std::to_string(r.seq) + " was altered: its hash does not match its contents");
         }
@@ -291,8 +297,8 @@ Result<VerifyReport> Reader::verify(const bundle::Key* pinned) {
             if (d.is_object() && d.contains("events") && d["events"].is_array() && d.value("host", "") != "") {
                 for (const auto& e : d["events"]) {
                     if (e.is_array() && e.size() == 2 && e[0].is_number_integer() && e[1].is_string()) {
-                        upstream_listed[d["host"].get<std::string>() + "/" + std::to_string(e[0].get<std::int64_t>())] =
-                            e[1].get<std::string>();
+                        upstream_listed.insert(d["host"].get<std::string>() + "/" + std::to_string(e[0].get<std::int64_t>()) +
+                                               "/" + e[1].get<std::string>());
                     }
                 }
             }
@@ -320,24 +326,32 @@ Result<VerifyReport> Reader::verify(const bundle::Key* pinned) {
         if (!*row) break;
         Record r = detail::row_to_record(*up, true);
         ++rep.upstream_events;
-        std::string key = r.host + "/" + std::to_string(r.seq);
-        present.insert(key);
-        auto listed = upstream_listed.find(key);
-        if (chain_hash(r) != r.hash || (listed != upstream_listed.end() && listed->second != r.hash)) {
-            if (rep.ok) {
-                rep.ok = false;
-                rep.problem = "upstream event " + key + " (bundle " + r.bundle.substr(0, 12) + "…) was altered";
-            }
+        const std::string key = r.host + "/" + std::to_string(r.seq);
+        present.insert(key + "/" + r.hash);
+        if (!rep.ok) continue;
+        if (chain_hash(r) != r.hash) {
+            rep.ok = false;
+            rep.problem = "upstream event " + key + " (bundle " + r.bundle.substr(0, 12) + "…) was altered";
+        } else if (!upstream_listed.contains(key + "/" + r.hash)) {
+            // Every genuine upstream row is listed by the upstream_events_recorded event written with it.
+            rep.ok = false;
+            rep.problem = "upstream event " + key + " (bundle " + r.bundle.substr(0, 12) +
+                          "…) is not listed by any upstream_events_recorded event: inserted or altered";
         }
     }
-    for (const auto& [key, hash] : upstream_listed) {
+    for (const auto& key : upstream_listed) {
         if (!present.contains(key) && rep.ok) {
             rep.ok = false;
-            rep.problem = "upstream event " + key + " was recorded but is missing (deleted)";
+            rep.problem = "upstream event " + key.substr(0, key.rfind('/')) + " was recorded but is missing (deleted)";
         }
     }
 
     rep.unsealed = rep.head_seq - rep.last_checkpoint_seq;
+    if (rep.checkpoints == 0 && rep.events > 0 && rep.key_pinned) {
+        // A daemon signs a checkpoint when it opens its log: none at all means they were removed.
+        bad(1, "no checkpoint at all: the log cannot be proven to be the host's (checkpoints removed, or not "
+               "written by a Sluice daemon)");
+    }
     if (rep.checkpoints == 0 && rep.events > 0) {
         rep.warnings.push_back("no checkpoint: truncation of the newest events cannot be detected");
     } else if (rep.unsealed > 0) {

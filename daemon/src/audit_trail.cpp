@@ -44,6 +44,9 @@ AuditTrail::AuditTrail(const AuditConfig& config, const fs::path& state_dir, std
     log_ = std::move(*log);
     last_checkpoint_ = std::chrono::steady_clock::now();
     log_info("audit_log_opened", {{"database", db_path_}, {"head_seq", log_->head_seq()}, {"key", fingerprint_}});
+    // A log a daemon has opened always has a checkpoint: `verify --key` treats none at all as removal.
+    checkpointed_seq_ = log_->last_checkpoint_seq().value_or(-1);
+    checkpoint("start");
 }
 
 AuditTrail::~AuditTrail() {
@@ -57,12 +60,23 @@ Result<audit::Record> AuditTrail::record(audit::Event event) {
     auto r = log_->append(std::move(event));
     if (!r) {
         log_critical("audit_write_failed", {{"event", name}, {"bundle", bundle}, {"error", r.error().message},
-                                            {"backlog", log_->backlog()}});
+                                            {"backlog", log_->backlog()}, {"kept", true}});
     }
     return r;
 }
 
-Result<void> AuditTrail::record_fields(std::string_view event, const json& fields) {
+Result<audit::Record> AuditTrail::record_step(audit::Event event) {
+    const std::string name = event.event;
+    const std::string bundle = event.bundle;
+    auto r = log_->append_step(std::move(event));
+    if (!r) {
+        log_critical("audit_write_failed", {{"event", name}, {"bundle", bundle}, {"error", r.error().message},
+                                            {"backlog", log_->backlog()}, {"kept", false}, {"step", "not taken"}});
+    }
+    return r;
+}
+
+Result<void> AuditTrail::record_fields(std::string_view event, const json& fields, bool step) {
     audit::Event ev;
     ev.event = std::string(event);
     json details = json::object();
@@ -80,7 +94,7 @@ Result<void> AuditTrail::record_fields(std::string_view event, const json& field
         }
     }
     ev.details = std::move(details);
-    auto r = record(std::move(ev));
+    auto r = step ? record_step(std::move(ev)) : record(std::move(ev));
     if (!r) return r.error();
     return {};
 }
@@ -112,7 +126,8 @@ void AuditTrail::checkpoint(std::string_view why) {
     }
     checkpointed_seq_ = c->seq;
     last_checkpoint_at_ = c->time;
-    log_info("audit_checkpoint", {{"seq", c->seq}, {"why", why}});
+    // The journal keeps this line apart from the database: an anchor against truncation (docs/audit.md).
+    log_info("audit_checkpoint", {{"seq", c->seq}, {"hash", c->hash}, {"why", why}});
 }
 
 void AuditTrail::serve(const json& request, ControlResponder respond) {

@@ -34,10 +34,13 @@ public:
     AuditTrail(const AuditTrail&) = delete;
     AuditTrail& operator=(const AuditTrail&) = delete;
 
+    /// An observation (kept and written later if the log cannot take it now).
     Result<audit::Record> record(audit::Event event);
+    /// A step about to be taken: written, or dropped with an error, and then the step is not taken.
+    Result<audit::Record> record_step(audit::Event event);
     /// For sinks that speak in fields (the importer): "bundle", "channel",
     /// "actor" and "outcome" become columns, the rest details.
-    Result<void> record_fields(std::string_view event, const nlohmann::json& fields);
+    Result<void> record_fields(std::string_view event, const nlohmann::json& fields, bool step);
 
     /// Flushes the backlog and checkpoints when checkpoint_interval passed with new events.
     void tick();

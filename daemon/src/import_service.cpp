@@ -61,9 +61,9 @@ json brief(const policy::ImportRecord& r) {
 ImportService::ImportService(const ImportConfig& config, const fs::path& incoming_dir, const fs::path& state_dir,
                              AuditTrail& audit)
     : importer_(paths_of(config, incoming_dir, state_dir), config.policy,
-                [&audit](std::string_view event, const json& fields) -> Result<void> {
+                [&audit](std::string_view event, const json& fields, policy::EventKind kind) -> Result<void> {
                     log_event(event, fields);
-                    return audit.record_fields(event, fields);
+                    return audit.record_fields(event, fields, kind == policy::EventKind::step);
                 }) {}
 
 ImportService::~ImportService() { stop(); }

@@ -284,7 +284,7 @@ struct ReceiverService::Impl {
                     return;
                 }
             }
-            if (auto rec = audit->record({"bundle_received", bundle, ev.info.channel, "system", "ok",
+            if (auto rec = audit->record_step({"bundle_received", bundle, ev.info.channel, "system", "ok",
                                           {{"transfer", ev.transfer}, {"version", ev.info.version},
                                            {"bytes", ev.info.archive_bytes}, {"signers", report->distinct_signers.size()},
                                            {"archive_sha256", transfer::to_hex(ev.info.archive_sha256)}}});

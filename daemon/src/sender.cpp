@@ -139,6 +139,7 @@ struct SenderService::Impl {
     std::atomic<std::int64_t> busy_until_ns{0};  // a paced send in progress may last until then
 
     std::unique_ptr<AuditTrail> audit;
+    std::pair<std::uint64_t, std::uint32_t> pass_recorded{0, 0};  // send thread: (job, pass) whose pass_started is logged
     boost::asio::thread_pool intake_pool{1};
     std::unique_ptr<ControlServer> control;
     boost::asio::steady_timer tick_timer{io};
@@ -516,12 +517,16 @@ struct SenderService::Impl {
         };
         // The pass is in the audit log before it starts (else it waits), and the
         // bundle's events so far travel with it as a signed hop record.
-        if (auto ok = audit->record({"pass_started", job.bundle_id, job.channel, "system", "ok",
-                                     {{"transfer", job.transfer}, {"pass", info.pass}, {"passes", info.passes},
-                                      {"version", job.version}}});
-            !ok) {
-            std::this_thread::sleep_for(std::chrono::seconds(1));
-            return false;
+        // (Once per pass: a pass restarted after a send error is the same pass.)
+        if (pass_recorded != std::pair{job.id, info.pass}) {
+            if (auto ok = audit->record_step({"pass_started", job.bundle_id, job.channel, "system", "ok",
+                                              {{"transfer", job.transfer}, {"pass", info.pass}, {"passes", info.passes},
+                                               {"version", job.version}}});
+                !ok) {
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+                return false;
+            }
+            pass_recorded = {job.id, info.pass};
         }
         std::vector<std::byte> annex;
         if (auto hops = audit->log().hop_record(job.bundle_id); hops) {

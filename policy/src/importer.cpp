@@ -131,7 +131,8 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
             fs::rename(entry.path(), aside, rename_ec);
             if (sink_)
                 (void)sink_("import_record_damaged", {{"outcome", "error"}, {"file", entry.path().string()},
-                                                {"moved_to", aside.string()}, {"error", r.error().message}});
+                                                {"moved_to", aside.string()}, {"error", r.error().message}},
+                            EventKind::observation);
             continue;
         }
         records_.emplace(r->bundle_id, std::move(*r));
@@ -152,7 +153,7 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
             throw std::runtime_error(entry.path().string() + ": damaged channel history: " + e.what());
         }
     }
-    if (auto n = store_.sweep_partials(); n && sink_) (void)sink_("release_partials_removed", {{"count", n}});
+    if (auto n = store_.sweep_partials(); n && sink_) (void)sink_("release_partials_removed", {{"count", n}}, EventKind::observation);
 }
 
 void Importer::set_policy(std::shared_ptr<const Policy> policy) {
@@ -166,16 +167,16 @@ std::shared_ptr<const Policy> Importer::policy() const {
 }
 
 void Importer::emit(std::string_view event, const ImportRecord& r, json fields) const {
-    (void)gate(event, r, std::move(fields));
+    (void)gate(event, r, std::move(fields), EventKind::observation);
 }
 
-Result<void> Importer::gate(std::string_view event, const ImportRecord& r, json fields) const {
+Result<void> Importer::gate(std::string_view event, const ImportRecord& r, json fields, EventKind kind) const {
     fields["bundle"] = r.bundle_id;
     if (!r.channel.empty()) fields["channel"] = r.channel;
     if (!r.version.empty()) fields["version"] = r.version;
     if (!fields.contains("state")) fields["state"] = to_string(r.state);
     if (!sink_) return {};
-    if (auto ok = sink_(event, fields); !ok) return ok.error().within("not recorded in the audit log, so not done");
+    if (auto ok = sink_(event, fields, kind); !ok) return ok.error().within("not recorded in the audit log, so not done");
     return {};
 }
 
@@ -837,12 +838,13 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
                 }
             }
         }
-        if (auto ok = sink_("rollback_started", intent); !ok) return ok.error().within("not recorded in the audit log, so not done");
+        if (auto ok = sink_("rollback_started", intent, EventKind::step); !ok) return ok.error().within("not recorded in the audit log, so not done");
     }
     if (auto ok = store_.set_current(channel, target); !ok) {
         if (sink_) {
             (void)sink_("rollback_failed", {{"channel", channel}, {"from", *current}, {"to", target},
-                                            {"outcome", "error"}, {"error", ok.error().message}});
+                                            {"outcome", "error"}, {"error", ok.error().message}},
+                        EventKind::observation);
         }
         return ok.error();
     }
@@ -864,7 +866,7 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
                 {"reason", reason}, {"outcome", "ok"}};
     if (!target_bundle.empty()) fields["bundle"] = target_bundle;
     if (!saved) fields["warning"] = "rollback done but not recorded in the channel history: " + saved.error().message;
-    if (sink_) (void)sink_("channel_rolled_back", fields);
+    if (sink_) (void)sink_("channel_rolled_back", fields, EventKind::observation);
     return RollbackOutcome{channel, *current, target};
 }
 

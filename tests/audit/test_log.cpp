@@ -44,6 +44,7 @@ TEST_CASE("events chain: seq, previous hash and hash recompute", "[audit]") {
     CHECK(a->host == "test-host");
     CHECK(a->side == "receiver");
     CHECK(a->time.size() == 24);  // 2026-11-29T21:55:01.123Z
+    REQUIRE(log->checkpoint());
     auto rep = verify(f);
     CHECK(rep.ok);
     CHECK(rep.events == 2);
@@ -56,6 +57,18 @@ TEST_CASE("events chain: seq, previous hash and hash recompute", "[audit]") {
     REQUIRE(c);
     CHECK(c->seq == 3);
     CHECK(c->prev_hash == b->hash);
+}
+
+TEST_CASE("with a pinned key, a log without any checkpoint does not verify", "[audit]") {
+    AuditFixture f;
+    auto log = f.open();
+    REQUIRE(log->append(event("a")));
+    auto pinned = verify(f, true);
+    CHECK_FALSE(pinned.ok);
+    CHECK_THAT(pinned.problem, Catch::Contains("no checkpoint at all"));
+    CHECK(verify(f, false).ok);  // without a key only a warning: the log may be young
+    REQUIRE(log->checkpoint());
+    CHECK(verify(f, true).ok);
 }
 
 TEST_CASE("canonical bytes are unambiguous", "[audit]") {
@@ -277,6 +290,8 @@ TEST_CASE("a failed write keeps the event and every later one, in order, until i
     CHECK((*rows)[1].event == "during-1");
     CHECK((*rows)[2].event == "during-2");
     CHECK((*rows)[3].event == "after");
+    CHECK(verify(f, false).ok);
+    REQUIRE(log->checkpoint());
     CHECK(verify(f).ok);
 }
 

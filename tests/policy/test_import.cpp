@@ -133,7 +133,7 @@ public:
     Lab& operator=(const Lab&) = delete;
 
     EventSink sink() {
-        return [this](std::string_view name, const json& fields) -> Result<void> {
+        return [this](std::string_view name, const json& fields, EventKind) -> Result<void> {
             if (audit_down) return fail("audit database is full (test)");
             std::lock_guard lock(events_mutex_);
             events_.push_back({std::string(name), fields});

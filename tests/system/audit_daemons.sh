@@ -622,11 +622,11 @@ echo "# phase 3 done ($(( $(date +%s) - STARTED )) s)"
 
 # ==== 8. verify, and tampering ==============================================================================
 audit_as "$AUDITOR" verify-live.json verify --key "$WORK/r/state/audit.pub" --json
-# No checkpoint yet (the first is written at shutdown): nothing is signed, and verify says so.
-expect "8 verify over the socket with --key r/state/audit.pub: ok (exit 0), key pinned, all events unsealed, no checkpoint yet" verify-live.json \
+# Only the checkpoint the receiver signed when it opened its empty log (seq 0): every event since is unsealed, and verify says so.
+expect "8 verify over the socket with --key r/state/audit.pub: ok (exit 0), key pinned, the start checkpoint only, all events unsealed" verify-live.json \
     eval "[ $rc -eq 0 ] && json_true verify-live.json \"d['ok'] is True and d['key_pinned'] is True and d['first_bad_seq'] is None and
-          d['events'] == d['head_seq'] and d['head_seq'] >= $N_EVENTS and d['checkpoints'] == 0 and d['unsealed'] == d['events'] and
-          d['warnings'] == ['no checkpoint: truncation of the newest events cannot be detected']\""
+          d['events'] == d['head_seq'] and d['head_seq'] >= $N_EVENTS and d['checkpoints'] == 1 and d['last_checkpoint_seq'] == 0 and
+          d['unsealed'] == d['events'] and len(d['warnings']) == 1 and 'not yet signed' in d['warnings'][0]\""
 check "8 ... with the 8 sender events of 1.0.0 and 1.1.0 recorded upstream" json_true verify-live.json "d['upstream_events'] == 8"
 audit_as "$AUDITOR" verify-live.txt verify --key "$WORK/r/state/audit.pub"
 expect "8 ... the text form says OK and pinned" verify-live.txt \

@@ -108,10 +108,16 @@ public:
     Log(const Log&) = delete;
     Log& operator=(const Log&) = delete;
 
-    /// Writes the backlog, then this event, durably. On failure the event is
-    /// kept in the backlog (in order) and the error returned.
+    /// An observation: writes the backlog, then this event, durably. On
+    /// failure the event is kept in the backlog (in order, written by the next
+    /// append, step or flush) and the error returned.
     Result<Record> append(Event event);
-    /// Appends events in one transaction (all or none, then backlog semantics as append).
+    /// A step about to be taken: written durably (after the backlog) or not at
+    /// all. On failure the event is dropped, the error returned, and the
+    /// caller does not take the step (so the log never shows a step that was
+    /// refused, and a retry is recorded once).
+    Result<Record> append_step(Event event);
+    /// Steps in one transaction: all written, or none (dropped, as append_step).
     Result<std::vector<Record>> append_all(std::vector<Event> events);
     /// Writes the backlog; ok when it is empty.
     Result<void> flush();
@@ -128,12 +134,14 @@ public:
     /// a removed or altered upstream row is detected by verify().
     Result<Record> record_upstream(const struct HopRecord& hops, std::string_view channel, std::string_view carrier);
 
-    /// This side's events of one bundle, in order (for the hop record).
-    Result<std::vector<Record>> bundle_events(std::string_view bundle);
+    /// This side's first `limit` events of one bundle, in order (for the hop record).
+    Result<std::vector<Record>> bundle_events(std::string_view bundle, std::int64_t limit = 100000);
     /// A signed hop record of this bundle's events (hops.hpp); fails without a key.
     Result<std::string> hop_record(std::string_view bundle);
 
     [[nodiscard]] std::int64_t head_seq() const;
+    /// The sequence the newest checkpoint signed; nullopt when there is none.
+    [[nodiscard]] std::optional<std::int64_t> last_checkpoint_seq() const;
     [[nodiscard]] const std::filesystem::path& path() const;
 
     struct State;

@@ -53,7 +53,11 @@ struct ImporterPaths {
 /// and written later), and the importer then does not take the step the event
 /// records — a decision is not saved, a release or rollback not switched, and
 /// the caller is told. Observations (a rule's result, a scan) go on regardless.
-using EventSink = std::function<Result<void>(std::string_view event, const nlohmann::json& fields)>;
+enum class EventKind {
+    observation,  ///< a rule's result, a scan, a hook: kept by the log if it cannot write it yet
+    step,         ///< a decision, a switch: if the log refuses it, it is not taken
+};
+using EventSink = std::function<Result<void>(std::string_view event, const nlohmann::json& fields, EventKind kind)>;
 
 struct ReleaseEntry {
     std::string version;
@@ -138,7 +142,8 @@ private:
     /// An observation: the sink keeps what it cannot write yet, so the result is not needed.
     void emit(std::string_view event, const ImportRecord& r, nlohmann::json fields = nlohmann::json::object()) const;
     /// A step that must be in the audit log before it is taken.
-    Result<void> gate(std::string_view event, const ImportRecord& r, nlohmann::json fields) const;
+    Result<void> gate(std::string_view event, const ImportRecord& r, nlohmann::json fields,
+                      EventKind kind = EventKind::step) const;
     /// A decision: recorded in the audit log, then saved; neither happens if the log refuses.
     Result<void> commit(const ImportRecord& r, std::string_view event, nlohmann::json fields);
     Result<void> save_channel(const std::string& channel);
