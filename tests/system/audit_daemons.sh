@@ -61,40 +61,14 @@ USERS_MADE=()    # Unix users and groups this script created (removed on exit)
 GROUPS_MADE=()
 passed=0
 failed=0
-# expect WHAT FILE CMD...: like check, and shows FILE (the command's output) on failure.
-expect() {
-    local what=$1 file=$2; shift 2
-    if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; sed 's/^/#     /' "$file" | head -n 12; fi
-}
-
-dump_logs() {
-    local f
-    for f in "$WORK"/*.log; do
-        [ -s "$f" ] || continue
-        echo "---- last lines of ${f#"$WORK"/} ----"
-        tail -n 30 "$f"
-    done
-}
-
 cleanup() {
     local rc=$?
     set +e
-    local pid u g
-    # A receiver stopped with SIGSTOP (scenario 7) must run again to act on SIGTERM.
-    for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; done
-    for _ in $(seq 50); do
-        local running=0
-        for pid in "${PIDS[@]}"; do alive "$pid" && running=1; done
-        [ "$running" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null || echo "audit_daemons: could not remove user $u" >&2; done
-    for g in "${GROUPS_MADE[@]}"; do groupdel "$g" 2>/dev/null || echo "audit_daemons: could not remove group $g" >&2; done
+    stop_all
+    remove_accounts audit_daemons
     if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
         echo "audit_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs
+        dump_logs "$WORK"/*.log
     fi
     cd /
     if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -104,7 +78,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ok, bad, check, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon
+# ok, bad, check, expect, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon,
+# stop_all, remove_accounts, dump_logs
 source "$HERE/lib/daemons.sh"
 
 free_port() {
@@ -745,4 +720,4 @@ check "no audit write failed and no internal error was logged" \
 
 echo "system: audit daemons: $passed passed, $failed failed in $(( $(date +%s) - STARTED )) s"
 FINISHED=1
-if [ "$failed" -ne 0 ]; then dump_logs; exit 1; fi
+if [ "$failed" -ne 0 ]; then dump_logs "$WORK"/*.log; exit 1; fi

@@ -44,31 +44,13 @@ PIDS=()          # every background process this script started and has not reap
 passed=0
 failed=0
 
-dump_logs() {
-    local f
-    for f in "$WORK"/*.log "$WORK"/*.out; do
-        [ -s "$f" ] || continue
-        echo "---- last lines of ${f#"$WORK"/} ----"
-        tail -n 25 "$f"
-    done
-}
-
 cleanup() {
     local rc=$?
     set +e
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for _ in $(seq 50); do
-        local running=0
-        for pid in "${PIDS[@]}"; do alive "$pid" && running=1; done
-        [ "$running" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    stop_all
     if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
         echo "diode_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs
+        dump_logs "$WORK"/*.log "$WORK"/*.out
     fi
     cd /
     if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -78,7 +60,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ok, bad, check, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon
+# ok, bad, check, expect, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon,
+# stop_all, remove_accounts, dump_logs
 source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
 
 # free_ports N: N distinct UDP ports on 127.0.0.1 that were free a moment ago.
@@ -543,4 +526,4 @@ check "no process left running" test "${#PIDS[@]}" -eq 0
 
 echo "system: diode daemons: $passed passed, $failed failed in $(( $(date +%s) - STARTED )) s"
 FINISHED=1
-if [ "$failed" -ne 0 ]; then dump_logs; exit 1; fi
+if [ "$failed" -ne 0 ]; then dump_logs "$WORK"/*.log "$WORK"/*.out; exit 1; fi

@@ -67,45 +67,21 @@ USERS_MADE=()    # Unix users and groups this script created (removed on exit)
 GROUPS_MADE=()
 passed=0
 failed=0
-# expect WHAT FILE CMD...: like check, and shows FILE (the command's output) on failure.
-expect() {
-    local what=$1 file=$2; shift 2
-    if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; sed 's/^/#     /' "$file" | head -n 12; fi
-}
-
-dump_logs() {
-    local f
-    for f in "$WORK"/*.log "$WORK"/clamd/clamd.log; do
-        [ -s "$f" ] || continue
-        echo "---- last lines of ${f#"$WORK"/} ----"
-        tail -n 30 "$f"
-    done
-}
-
 cleanup() {
     local rc=$?
     set +e
-    local pid u g
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for _ in $(seq 50); do
-        local running=0
-        for pid in "${PIDS[@]}"; do alive "$pid" && running=1; done
-        [ "$running" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    local pid
+    stop_all
     if [ -f "$WORK/clamd/clamd.pid" ]; then
         pid=$(cat "$WORK/clamd/clamd.pid")
         kill -TERM "$pid" 2>/dev/null
         for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
     fi
-    for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null || echo "import_daemons: could not remove user $u" >&2; done
-    for g in "${GROUPS_MADE[@]}"; do groupdel "$g" 2>/dev/null || echo "import_daemons: could not remove group $g" >&2; done
+    remove_accounts import_daemons
     if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
         echo "import_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs
+        dump_logs "$WORK"/*.log "$WORK"/clamd/clamd.log
     fi
     cd /
     if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -115,7 +91,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ok, bad, check, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon
+# ok, bad, check, expect, log_has, alive, forget_pid, not, wait_until, stop_process, start_daemon,
+# stop_all, remove_accounts, dump_logs
 source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
 
 free_port() {
@@ -649,4 +626,4 @@ check "no internal error was logged" not grep -qE 'event=(import_internal_error|
 
 echo "system: import daemons: $passed passed, $failed failed in $(( $(date +%s) - STARTED )) s"
 FINISHED=1
-if [ "$failed" -ne 0 ]; then dump_logs; exit 1; fi
+if [ "$failed" -ne 0 ]; then dump_logs "$WORK"/*.log "$WORK"/clamd/clamd.log; exit 1; fi

@@ -64,3 +64,41 @@ start_daemon() {
         return 1
     fi
 }
+
+# expect WHAT FILE CMD...: like check, and shows FILE (the command's output) on failure.
+expect() {
+    local what=$1 file=$2; shift 2
+    if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; sed 's/^/#     /' "$file" | head -n 12; fi
+}
+
+# dump_logs FILE...: the last 30 lines of each non-empty FILE (paths shown relative to $WORK).
+dump_logs() {
+    local f
+    for f in "$@"; do
+        [ -s "$f" ] || continue
+        echo "---- last lines of ${f#"$WORK"/} ----"
+        tail -n 30 "$f"
+    done
+}
+
+# stop_all: SIGCONT then SIGTERM to every process in PIDS (one stopped with
+# SIGSTOP must run to act on it), 5 s of grace, SIGKILL, then reaps them all.
+stop_all() {
+    local pid running
+    for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; done
+    for _ in $(seq 50); do
+        running=0
+        for pid in "${PIDS[@]}"; do alive "$pid" && running=1; done
+        [ "$running" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+}
+
+# remove_accounts NAME: deletes the users in USERS_MADE, then the groups in GROUPS_MADE.
+remove_accounts() {
+    local u g
+    for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null || echo "$1: could not remove user $u" >&2; done
+    for g in "${GROUPS_MADE[@]}"; do groupdel "$g" 2>/dev/null || echo "$1: could not remove group $g" >&2; done
+}
