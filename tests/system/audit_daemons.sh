@@ -120,21 +120,6 @@ cli() {
 # audit_as WHO OUT ARGS...: `sluice audit ARGS` against the receiver's socket.
 audit_as() { local who=$1 out=$2; shift 2; cli "$who" "$out" audit "$@" --socket "$RSOCK"; }
 
-state_of() {
-    "$SLUICE" show "$1" --json --socket "$RSOCK" 2>/dev/null |
-        "$PY" -I -c 'import json, sys; print(json.load(sys.stdin)["state"])' 2>/dev/null || true
-}
-state_in() { local s; s=$(state_of "$1"); shift; [ -n "$s" ] && [[ " $* " == *" $s "* ]]; }
-# wait_state ID SECONDS STATE...: until `sluice show ID` reports one of STATEs.
-wait_state() {
-    local id=$1 secs=$2; shift 2
-    if ! wait_until "$secs" state_in "$id" "$@"; then
-        echo "# bundle ${id:0:12} did not reach $* within $secs s (now: $(state_of "$id"))"
-        tail -n 15 r.log | sed 's/^/#   r.log: /'
-        return 1
-    fi
-}
-current_of() { readlink "r/releases/$1/current" 2>/dev/null || true; }
 
 # push_ok WHAT ARCHIVE: a push to the sender (as root) that must be queued.
 push_ok() {

@@ -102,3 +102,22 @@ remove_accounts() {
     for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null || echo "$1: could not remove user $u" >&2; done
     for g in "${GROUPS_MADE[@]}"; do groupdel "$g" 2>/dev/null || echo "$1: could not remove group $g" >&2; done
 }
+
+# The import side, for scripts that set SLUICE, RSOCK (the receiver's socket), PY
+# (python3) and run the receiver in r/ with its log in r.log:
+# state_of ID: the import's state as `sluice show` says it (empty if unknown).
+state_of() {
+    "$SLUICE" show "$1" --json --socket "$RSOCK" 2>/dev/null |
+        "$PY" -I -c 'import json, sys; print(json.load(sys.stdin)["state"])' 2>/dev/null || true
+}
+state_in() { local s; s=$(state_of "$1"); shift; [ -n "$s" ] && [[ " $* " == *" $s "* ]]; }
+# wait_state ID SECONDS STATE...: until `sluice show ID` reports one of STATEs.
+wait_state() {
+    local id=$1 secs=$2; shift 2
+    if ! wait_until "$secs" state_in "$id" "$@"; then
+        echo "# bundle ${id:0:12} did not reach $* within $secs s (now: $(state_of "$id"))"
+        tail -n 15 r.log | sed 's/^/#   r.log: /'
+        return 1
+    fi
+}
+current_of() { readlink "r/releases/$1/current" 2>/dev/null || true; }
