@@ -773,18 +773,22 @@ Result<std::vector<ReleaseEntry>> Importer::releases(const std::string& channel)
         ReleaseEntry e;
         e.version = *it;
         e.current = current && *current == *it;
-        if (data != channels_.end()) {
-            for (auto r = data->second.released.rbegin(); r != data->second.released.rend(); ++r) {
-                if (r->version != *it) continue;
-                e.bundle_id = r->bundle_id;
-                e.released_at = r->released_at;
-                e.released_by = r->released_by;
-                break;
-            }
+        if (const ChannelEntry* r = released_as(channel, *it)) {
+            e.bundle_id = r->bundle_id;
+            e.released_at = r->released_at;
+            e.released_by = r->released_by;
         }
         out.push_back(std::move(e));
     }
     return out;
+}
+
+const Importer::ChannelEntry* Importer::released_as(const std::string& channel, std::string_view version) const {
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) return nullptr;
+    const auto& released = it->second.released;
+    auto r = std::find_if(released.rbegin(), released.rend(), [&](const ChannelEntry& e) { return e.version == version; });
+    return r == released.rend() ? nullptr : &*r;
 }
 
 Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std::optional<std::string>& to,
@@ -829,14 +833,7 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
         {
             // The bundle taken out of production: its trace shows the rollback.
             std::lock_guard lock(mutex_);
-            if (auto it = channels_.find(channel); it != channels_.end()) {
-                for (auto r = it->second.released.rbegin(); r != it->second.released.rend(); ++r) {
-                    if (r->version == *current) {
-                        intent["bundle"] = r->bundle_id;
-                        break;
-                    }
-                }
-            }
+            if (const ChannelEntry* r = released_as(channel, *current)) intent["bundle"] = r->bundle_id;
         }
         if (auto ok = sink_("rollback_started", intent, EventKind::step); !ok) return ok.error().within("not recorded in the audit log, so not done");
     }
@@ -852,14 +849,8 @@ Result<RollbackOutcome> Importer::rollback(const std::string& channel, const std
     std::string target_bundle;  // the bundle now current again, for the audit log
     {
         std::lock_guard lock(mutex_);
-        auto& data = channels_[channel];
-        for (auto r = data.released.rbegin(); r != data.released.rend(); ++r) {
-            if (r->version == target) {
-                target_bundle = r->bundle_id;
-                break;
-            }
-        }
-        data.rollbacks.push_back({{"from", *current}, {"to", target}, {"at", at}, {"by", officer.user}, {"reason", reason}});
+        if (const ChannelEntry* r = released_as(channel, target)) target_bundle = r->bundle_id;
+        channels_[channel].rollbacks.push_back({{"from", *current}, {"to", target}, {"at", at}, {"by", officer.user}, {"reason", reason}});
     }
     auto saved = save_channel(channel);
     json fields{{"channel", channel}, {"from", *current}, {"to", target}, {"actor", officer.user}, {"uid", officer.uid},

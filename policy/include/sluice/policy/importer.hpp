@@ -165,6 +165,8 @@ private:
         std::vector<nlohmann::json> rollbacks;     // {from, to, at, by, reason}
     };
     std::map<std::string, ChannelData> channels_;
+    /// The newest release of `version` on `channel` (the lock on mutex_ held), or nullptr.
+    const ChannelEntry* released_as(const std::string& channel, std::string_view version) const;
     std::mutex& channel_lock(const std::string& channel);
     // One switch of a channel at a time (release, rollback, prune); copies run outside it.
     std::map<std::string, std::unique_ptr<std::mutex>> channel_locks_;  // guarded by mutex_
