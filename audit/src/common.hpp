@@ -21,8 +21,6 @@ Record row_to_record(const sql::Statement& st, bool upstream);
 std::string now_rfc3339_ms();
 /// gethostname(), or "localhost".
 std::string local_host_name();
-/// PEM SubjectPublicKeyInfo of a key (private or public).
-Result<std::string> public_key_pem(const bundle::Key& key);
 /// True when `text` is exactly 64 lowercase hex digits.
 bool is_hex64(std::string_view text);
 

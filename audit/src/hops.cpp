@@ -31,7 +31,7 @@ std::string hop_signed_text(const HopRecord& hops) {
 }
 
 Result<std::string> encode_hop_record(HopRecord hops, const bundle::Key& private_key) {
-    auto pem = detail::public_key_pem(private_key);
+    auto pem = bundle::format_public_key_pem(private_key);
     if (!pem) return fail(pem.error().message);
     hops.public_key = *pem;
     hops.key_fingerprint = private_key.fingerprint();

@@ -4,8 +4,6 @@
 #include <chrono>
 #include <ctime>
 #include <deque>
-#include <openssl/bio.h>
-#include <openssl/pem.h>
 
 #include "common.hpp"
 #include "sluice/audit/hops.hpp"
@@ -120,14 +118,6 @@ std::string local_host_name() {
     return buf;
 }
 
-Result<std::string> public_key_pem(const bundle::Key& key) {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-    if (!bio || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) return fail("cannot encode the audit public key");
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
-}
-
 Record row_to_record(const sql::Statement& st, bool upstream) {
     Record r;
     r.seq = st.integer(0);
@@ -201,6 +191,23 @@ struct Log::State {
     std::string public_key_pem;
     std::string key_fingerprint;
 
+    /// Inside a transaction: makes `r` the event after (seq, prev) — its seq,
+    /// previous hash and hash — inserts it, and advances (seq, prev) to it.
+    Result<void> insert_next(Record& r, std::int64_t& seq, std::string& prev) {
+        r.seq = seq + 1;
+        r.prev_hash = prev;
+        r.hash = chain_hash(r);
+        insert.reset();
+        insert.bind(1, r.seq).bind(2, r.time).bind(3, r.host).bind(4, r.side).bind(5, r.bundle).bind(6, r.channel)
+            .bind(7, r.event).bind(8, r.actor).bind(9, r.outcome).bind(10, r.details).bind(11, r.prev_hash).bind(12, r.hash);
+        auto ok = insert.run();
+        insert.reset();
+        if (!ok) return ok;
+        seq = r.seq;
+        prev = r.hash;
+        return {};
+    }
+
     /// Writes `backlog` in one transaction; on failure nothing is written and the backlog stays.
     Result<std::vector<Record>> write_backlog() {
         if (backlog.empty()) return std::vector<Record>{};
@@ -210,22 +217,12 @@ struct Log::State {
         std::int64_t seq = head_seq;
         std::string prev = head_hash;
         for (auto r : backlog) {
-            r.seq = ++seq;
-            r.prev_hash = prev;
-            r.hash = chain_hash(r);
-            insert.reset();
-            insert.bind(1, r.seq).bind(2, r.time).bind(3, r.host).bind(4, r.side).bind(5, r.bundle)
-                .bind(6, r.channel).bind(7, r.event).bind(8, r.actor).bind(9, r.outcome).bind(10, r.details)
-                .bind(11, r.prev_hash).bind(12, r.hash);
-            if (auto ok = insert.run(); !ok) {
-                insert.reset();
+            if (auto ok = insert_next(r, seq, prev); !ok) {
                 (void)db.exec("ROLLBACK");
                 return fail("audit log " + path.string() + ": " + ok.error().message);
             }
-            prev = r.hash;
             written.push_back(std::move(r));
         }
-        insert.reset();
         if (auto ok = db.exec("COMMIT"); !ok) {
             (void)db.exec("ROLLBACK");
             return fail("audit log: " + ok.error().message);
@@ -253,7 +250,7 @@ struct Log::State {
         return r;
     }
 
-    Result<Checkpoint> checkpoint_locked() {
+    Result<Checkpoint> checkpoint_locked(std::string_view why) {
         if (!options.key) return fail("audit log: no key to sign checkpoints with");
         if (auto w = write_backlog(); !w) return fail(w.error().message);
         Checkpoint c;
@@ -277,12 +274,13 @@ struct Log::State {
         c.id = sqlite3_last_insert_rowid(db.get());
         since_checkpoint = 0;
         last_checkpoint = c.seq;
+        if (options.on_checkpoint) options.on_checkpoint(c, why);
         return c;
     }
 
     void maybe_checkpoint() {
         if (options.key && options.checkpoint_every > 0 && since_checkpoint >= options.checkpoint_every) {
-            (void)checkpoint_locked();  // retried after the next append if it failed
+            (void)checkpoint_locked("events");  // retried after the next append if it failed
         }
     }
 };
@@ -365,7 +363,7 @@ Result<std::unique_ptr<Log>> Log::open(const fs::path& path, LogOptions options)
     if (!ins) return fail(ins.error().message);
     state->insert = std::move(*ins);
     if (state->options.key) {
-        auto pem = detail::public_key_pem(*state->options.key);
+        auto pem = bundle::format_public_key_pem(*state->options.key);
         if (!pem) return fail(pem.error().message);
         state->public_key_pem = *pem;
         state->key_fingerprint = state->options.key->fingerprint();
@@ -418,9 +416,9 @@ std::size_t Log::backlog() const {
     return state_->backlog.size();
 }
 
-Result<Checkpoint> Log::checkpoint() {
+Result<Checkpoint> Log::checkpoint(std::string_view why) {
     std::lock_guard lock(state_->mutex);
-    return state_->checkpoint_locked();
+    return state_->checkpoint_locked(why);
 }
 
 std::int64_t Log::head_seq() const {
@@ -493,18 +491,12 @@ Result<Record> Log::record_upstream(const HopRecord& hops, std::string_view chan
     ev.details = {{"host", hops.host}, {"count", hops.events.size()}, {"new", fresh},
                   {"signed_by", hops.key_fingerprint}, {"carrier", carrier}, {"events", hashes}};
     Record r = s.pending(std::move(ev));
-    r.seq = s.head_seq + 1;
-    r.prev_hash = s.head_hash;
-    r.hash = chain_hash(r);
-    s.insert.reset();
-    s.insert.bind(1, r.seq).bind(2, r.time).bind(3, r.host).bind(4, r.side).bind(5, r.bundle).bind(6, r.channel)
-        .bind(7, r.event).bind(8, r.actor).bind(9, r.outcome).bind(10, r.details).bind(11, r.prev_hash).bind(12, r.hash);
-    auto ok = s.insert.run();
-    s.insert.reset();
-    if (!ok) return abort(ok.error().message);
+    std::int64_t seq = s.head_seq;
+    std::string prev = s.head_hash;
+    if (auto ok = s.insert_next(r, seq, prev); !ok) return abort(ok.error().message);
     if (auto c = s.db.exec("COMMIT"); !c) return abort(c.error().message);
-    s.head_seq = r.seq;
-    s.head_hash = r.hash;
+    s.head_seq = seq;
+    s.head_hash = prev;
     ++s.since_checkpoint;
     s.maybe_checkpoint();
     return r;

@@ -136,6 +136,22 @@ Result<std::vector<Record>> Reader::query(const Query& q, std::int64_t* cursor) 
     return out;
 }
 
+Result<std::vector<std::string>> Reader::bundles_with_prefix(std::string_view prefix, std::int64_t limit) {
+    // A range on the bundle indexes: hex ids sort below 'g'.
+    auto st = state_->db.prepare(
+        "SELECT bundle FROM events WHERE bundle >= ?1 AND bundle < ?2 UNION "
+        "SELECT bundle FROM upstream_events WHERE bundle >= ?1 AND bundle < ?2 ORDER BY bundle LIMIT ?3");
+    if (!st) return fail(st.error().message);
+    st->bind(1, prefix).bind(2, std::string(prefix) + "g").bind(3, limit);
+    std::vector<std::string> out;
+    for (;;) {
+        auto row = st->step();
+        if (!row) return fail(state_->path.string() + ": " + row.error().message);
+        if (!*row) return out;
+        out.push_back(st->text(0));
+    }
+}
+
 Result<std::vector<Record>> Reader::trace(std::string_view bundle) {
     std::vector<Record> all;
     for (bool up : {true, false}) {

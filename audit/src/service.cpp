@@ -45,28 +45,13 @@ std::string resolve_bundle(Reader& reader, const std::string& given) {
     }
     if (given.size() == 64) return given;
     if (given.size() < 6 || given.size() > 64) throw std::invalid_argument("a bundle prefix needs 6 to 64 hex digits");
-    std::string found;
-    for (bool up : {false, true}) {
-        Query q;
-        q.bundle = given;
-        q.upstream = up;
-        q.limit = 100000;
-        std::int64_t cursor = 0;
-        for (;;) {
-            q.after_seq = cursor;
-            auto rows = must(reader.query(q, &cursor));
-            for (const auto& r : rows) {
-                if (found.empty()) found = r.bundle;
-                if (r.bundle != found) {
-                    throw std::invalid_argument("\"" + given + "\" names more than one bundle (" + found.substr(0, 12) +
-                                                "…, " + r.bundle.substr(0, 12) + "…): give more digits");
-                }
-            }
-            if (static_cast<std::int64_t>(rows.size()) < q.limit) break;
-        }
+    auto found = must(reader.bundles_with_prefix(given, 2));
+    if (found.size() > 1) {
+        throw std::invalid_argument("\"" + given + "\" names more than one bundle (" + found[0].substr(0, 12) + "…, " +
+                                    found[1].substr(0, 12) + "…): give more digits");
     }
     if (found.empty()) throw std::invalid_argument("no audit event names a bundle " + given + "…");
-    return found;
+    return found.front();
 }
 
 }  // namespace

@@ -87,13 +87,11 @@ Result<std::string> generate_key_pair(const fs::path& dir, std::string_view name
     Key key(raw);
 
     Bio priv(BIO_new(BIO_s_mem()), &BIO_free);
-    Bio pub(BIO_new(BIO_s_mem()), &BIO_free);
-    if (!priv || !pub || PEM_write_bio_PrivateKey(priv.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
-        PEM_write_bio_PUBKEY(pub.get(), key.get()) != 1) {
+    if (!priv || PEM_write_bio_PrivateKey(priv.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
         return fail("cannot encode the key: " + openssl_error());
     }
     auto priv_pem = bio_contents(priv.get());
-    auto pub_pem = bio_contents(pub.get());
+    auto pub_pem = format_public_key_pem(key);
     if (!priv_pem) return priv_pem.error();
     if (!pub_pem) return pub_pem.error();
     if (auto ok = detail::write_new_file(key_path, *priv_pem, 0600, true); !ok) return ok.error();
@@ -102,6 +100,12 @@ Result<std::string> generate_key_pair(const fs::path& dir, std::string_view name
         return ok.error();
     }
     return key.fingerprint();
+}
+
+Result<std::string> format_public_key_pem(const Key& key) {
+    Bio pub(BIO_new(BIO_s_mem()), &BIO_free);
+    if (!pub || PEM_write_bio_PUBKEY(pub.get(), key.get()) != 1) return fail("cannot encode the key: " + openssl_error());
+    return bio_contents(pub.get());
 }
 
 Result<Key> load_private_key(const fs::path& path) {

@@ -38,6 +38,11 @@ AuditTrail::AuditTrail(const AuditConfig& config, const fs::path& state_dir, std
     options.side = std::move(side);
     options.key = host_key(config, state_dir);
     options.checkpoint_every = config.checkpoint_events;
+    // Every checkpoint, automatic ones too, is a journal line: an anchor kept apart from the
+    // database against truncation (docs/audit.md).
+    options.on_checkpoint = [](const audit::Checkpoint& c, std::string_view why) {
+        log_info("audit_checkpoint", {{"seq", c.seq}, {"hash", c.hash}, {"why", why}});
+    };
     fingerprint_ = options.key->fingerprint();
     auto log = audit::Log::open(db_path_, options);
     if (!log) throw std::runtime_error(log.error().message);
@@ -45,7 +50,6 @@ AuditTrail::AuditTrail(const AuditConfig& config, const fs::path& state_dir, std
     last_checkpoint_ = std::chrono::steady_clock::now();
     log_info("audit_log_opened", {{"database", db_path_}, {"head_seq", log_->head_seq()}, {"key", fingerprint_}});
     // A log a daemon has opened always has a checkpoint: `verify --key` treats none at all as removal.
-    checkpointed_seq_ = log_->last_checkpoint_seq().value_or(-1);
     checkpoint("start");
 }
 
@@ -118,16 +122,10 @@ void AuditTrail::tick() {
 void AuditTrail::checkpoint(std::string_view why) {
     std::lock_guard lock(mutex_);
     last_checkpoint_ = std::chrono::steady_clock::now();
-    if (log_->head_seq() == checkpointed_seq_ && log_->backlog() == 0) return;  // nothing new to vouch for
-    auto c = log_->checkpoint();
-    if (!c) {
+    if (log_->last_checkpoint_seq() == log_->head_seq() && log_->backlog() == 0) return;  // nothing new to vouch for
+    if (auto c = log_->checkpoint(why); !c) {
         log_error("audit_checkpoint_failed", {{"why", why}, {"error", c.error().message}});
-        return;
     }
-    checkpointed_seq_ = c->seq;
-    last_checkpoint_at_ = c->time;
-    // The journal keeps this line apart from the database: an anchor against truncation (docs/audit.md).
-    log_info("audit_checkpoint", {{"seq", c->seq}, {"hash", c->hash}, {"why", why}});
 }
 
 void AuditTrail::serve(const json& request, ControlResponder respond) {
@@ -150,12 +148,13 @@ void AuditTrail::stop_serving() {
 }
 
 json AuditTrail::status() const {
-    std::lock_guard lock(mutex_);
+    // From the log itself: it also checkpoints on its own every checkpoint_events events.
+    const auto checkpointed = log_->last_checkpoint_seq();
     return {{"database", db_path_.string()},
             {"head_seq", log_->head_seq()},
             {"backlog", log_->backlog()},
             {"key_fingerprint", fingerprint_},
-            {"last_checkpoint", last_checkpoint_at_.empty() ? json(nullptr) : json(last_checkpoint_at_)}};
+            {"last_checkpoint_seq", checkpointed ? json(*checkpointed) : json(nullptr)}};
 }
 
 }  // namespace sluice::daemon

@@ -63,8 +63,6 @@ private:
     std::chrono::milliseconds interval_;
     mutable std::mutex mutex_;
     std::chrono::steady_clock::time_point last_checkpoint_;
-    std::int64_t checkpointed_seq_ = -1;
-    std::string last_checkpoint_at_;
     boost::asio::thread_pool readers_{1};
 };
 

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -96,6 +97,9 @@ struct LogOptions {
     std::string host;            ///< recorded in every event; default: gethostname()
     std::shared_ptr<const bundle::Key> key;  ///< signs checkpoints; none: checkpoints refused
     std::int64_t checkpoint_every = 1000;    ///< events between automatic checkpoints (0: never)
+    /// Told of every checkpoint written, automatic ones too, with why it was
+    /// taken (the daemon logs it: an anchor kept outside the database).
+    std::function<void(const Checkpoint&, std::string_view why)> on_checkpoint;
 };
 
 /// The writer: one per database file and process. Thread-safe.
@@ -125,7 +129,7 @@ public:
     [[nodiscard]] std::size_t backlog() const;
 
     /// Signs and stores a checkpoint of the head (after flushing).
-    Result<Checkpoint> checkpoint();
+    Result<Checkpoint> checkpoint(std::string_view why = "requested");
 
     /// Records a sender's hop record that arrived with a bundle (receiver
     /// side, see hops.hpp): its events go to upstream_events (those already
@@ -197,6 +201,8 @@ public:
 
     /// Matching events in order; `cursor` gets the paging position of the last one (for after_seq).
     [[nodiscard]] Result<std::vector<Record>> query(const Query& q, std::int64_t* cursor = nullptr);
+    /// Up to `limit` distinct bundle ids starting with `prefix`, from both tables, sorted.
+    [[nodiscard]] Result<std::vector<std::string>> bundles_with_prefix(std::string_view prefix, std::int64_t limit);
     /// Every event of one bundle, both sides (upstream first by time, then local), in order.
     [[nodiscard]] Result<std::vector<Record>> trace(std::string_view bundle);
     [[nodiscard]] Result<std::vector<Checkpoint>> checkpoints();

@@ -40,6 +40,8 @@ private:
 /// Loads a PEM public key; only ECDSA P-256 is accepted.
 [[nodiscard]] Result<Key> load_public_key(const std::filesystem::path& path);
 [[nodiscard]] Result<Key> parse_public_key_pem(std::string_view pem);
+/// The PEM SubjectPublicKeyInfo of a key (private or public): what NAME.pub holds.
+[[nodiscard]] Result<std::string> format_public_key_pem(const Key& key);
 
 /// DER ECDSA signature of SHA-256(message).
 [[nodiscard]] Result<std::vector<std::uint8_t>> sign_message(const Key& private_key, std::string_view message);
