@@ -269,7 +269,14 @@ FileBlockStore::~FileBlockStore() {
 fs::path FileBlockStore::archive_path(const std::string& key) const { return impl_->dir(key) / "archive.part"; }
 
 Result<BlockStore::Opened> FileBlockStore::open(const std::string& key, const TransferInfo& info) {
-    std::lock_guard lock(impl_->mutex);
+    std::unique_lock lock(impl_->mutex);
+    // A checkpoint of this archive still queued from before its release would
+    // otherwise land after the progress is read here (stale), or find the file
+    // truncated by a restart below: wait for it, as flush(key) does.
+    impl_->idle.wait(lock, [&] {
+        return impl_->busy_key != key &&
+               std::none_of(impl_->jobs.begin(), impl_->jobs.end(), [&](const Impl::Job& j) { return j.key == key; });
+    });
     Opened out;
     std::error_code ec;
     if (fs::exists(impl_->delivered(key), ec)) {
@@ -359,7 +366,10 @@ void FileBlockStore::release(const std::string& key) {
     std::lock_guard lock(impl_->mutex);
     impl_->open_files.erase(key);  // a pending checkpoint keeps its own reference
     impl_->infos.erase(key);
-    impl_->digests.erase(key);     // rebuilt from the file if the archive comes back
+    // The running digest stays: it covers bytes already durable in this store's
+    // own file, so a finalize after release (media: the volume that completes the
+    // archive is released before delivery) does not hash the archive a second time.
+    // finalize, discard and sweep drop it; open() replaces it when the file restarts.
 }
 
 void FileBlockStore::flush() {
