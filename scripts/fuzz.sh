@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(fuzz_manifest fuzz_release fuzz_archive fuzz_frame fuzz_reassembler fuzz_annex fuzz_hops)
+targets=(fuzz_manifest fuzz_release fuzz_archive fuzz_frame fuzz_reassembler fuzz_annex fuzz_hops fuzz_media_index)
 if [ "$#" -gt 0 ]; then targets=("$@"); fi
 seconds="${FUZZ_SECONDS:-30}"
 build=build-fuzz

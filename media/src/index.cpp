@@ -183,7 +183,16 @@ Result<Layout> plan_layout(std::uint64_t archive_bytes, const LayoutOptions& o) 
     l.encrypted = o.encrypted;
     l.fec.data_symbols = o.data_symbols;
     l.fec.parity_symbols = static_cast<unsigned>(ceil_div(std::uint64_t{o.data_symbols} * o.parity_percent, 100));
-    l.fec.symbol_bytes = o.symbol_bytes;
+    const std::size_t overhead = transfer::frame_size(0, false) + (o.encrypted ? kTagBytes : 0);
+    if (o.symbol_bytes == 0) {
+        if (o.record_bytes < 512 + overhead || o.record_bytes > transfer::kMaxFramePayload) {
+            return fail("record size " + std::to_string(o.record_bytes) + " is outside " + std::to_string(512 + overhead) +
+                        ".." + std::to_string(transfer::kMaxFramePayload));
+        }
+        l.fec.symbol_bytes = o.record_bytes - overhead;
+    } else {
+        l.fec.symbol_bytes = o.symbol_bytes;
+    }
     if (l.fec.data_symbols + l.fec.parity_symbols > 255) {
         return fail("parity " + std::to_string(o.parity_percent) + "% needs " + std::to_string(l.fec.parity_symbols) +
                     " parity symbols per " + std::to_string(o.data_symbols) + ", over the 255 symbols of a block");
@@ -198,8 +207,13 @@ Result<Layout> plan_layout(std::uint64_t archive_bytes, const LayoutOptions& o) 
     const std::uint64_t reserve = (4ULL << 20) + o.volume_bytes / 50;
     const std::uint64_t per_block = std::uint64_t{l.fec.data_symbols + l.fec.parity_symbols} * record;
     if (o.volume_bytes <= reserve || (o.volume_bytes - reserve) / per_block == 0) {
+        // The smallest size V with V - (4 MiB + V/50) ≥ one block.
+        auto fits = [&](std::uint64_t v) { return v > (4ULL << 20) + v / 50 && v - ((4ULL << 20) + v / 50) >= per_block; };
+        std::uint64_t need = ceil_div(((4ULL << 20) + per_block) * 50, 49);
+        while (!fits(need)) ++need;
+        while (need > 0 && fits(need - 1)) --need;
         return fail("a volume of " + std::to_string(o.volume_bytes) + " bytes cannot hold one block: it needs at least " +
-                    std::to_string(reserve + per_block + per_block / 50) + " bytes");
+                    std::to_string(need) + " bytes");
     }
     const std::uint64_t blocks = ceil_div(archive_bytes, std::uint64_t{l.fec.data_symbols} * l.fec.symbol_bytes);
     l.blocks_per_volume = std::min((o.volume_bytes - reserve) / per_block, std::max<std::uint64_t>(blocks, 1));
@@ -414,7 +428,11 @@ IndexParse parse_index(std::span<const std::byte> bytes, const MediaKey* key, co
         return refuse(IndexError::invalid, "the block range does not match the volume number");
     }
     const std::uint64_t sets = ceil_div(ix.end_block - ix.first_block, ix.layout.blocks_per_set);
-    if (segments->size() != sets * ix.layout.stripes || segments->size() > limits.max_segments) {
+    if (segments->size() > limits.max_segments) {
+        return refuse(IndexError::invalid, "the index lists " + std::to_string(segments->size()) +
+                                               " segments, over the limit of " + std::to_string(limits.max_segments));
+    }
+    if (segments->size() != sets * ix.layout.stripes) {
         return refuse(IndexError::invalid, "the index lists " + std::to_string(segments->size()) + " segments where " +
                                                std::to_string(sets * ix.layout.stripes) + " are expected");
     }

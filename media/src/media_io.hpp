@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <filesystem>
 #include <span>
@@ -43,6 +45,37 @@ public:
 private:
     int fd_ = -1;
 };
+
+/// A buffer aligned for O_DIRECT (4096 bytes; `bytes` is rounded up to a multiple).
+class AlignedBuffer {
+public:
+    explicit AlignedBuffer(std::size_t bytes)
+        : size_(bytes), data_(static_cast<std::byte*>(std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign))) {
+        if (data_ == nullptr) throw std::bad_alloc();
+    }
+    ~AlignedBuffer() { std::free(data_); }
+    AlignedBuffer(const AlignedBuffer&) = delete;
+    AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+    [[nodiscard]] std::byte* data() { return data_; }
+    [[nodiscard]] std::size_t size() const { return size_; }
+    static constexpr std::size_t kAlign = 4096;
+
+private:
+    std::size_t size_;
+    std::byte* data_;
+};
+
+/// Opens `path` with `flags`, adding O_DIRECT when `direct` and the file system
+/// takes it (it bypasses the page cache: writes are not copied twice, and a
+/// read-back reads the medium, not memory). Sets `direct` to what was used.
+inline int open_maybe_direct(const std::filesystem::path& path, int flags, mode_t mode, bool& direct) {
+    if (direct) {
+        int fd = ::open(path.c_str(), flags | O_DIRECT, mode);
+        if (fd >= 0 || errno != EINVAL) return fd;
+        direct = false;
+    }
+    return ::open(path.c_str(), flags, mode);
+}
 
 inline Result<void> write_all(int fd, std::span<const std::byte> bytes, const std::filesystem::path& name) {
     while (!bytes.empty()) {

@@ -18,7 +18,7 @@
 //   symbols [w·run, min((w+1)·run, K+M)) of b
 //
 // so record i of a segment sits at i × record_bytes and its block and symbol
-// follow from i. run = max(1, ⌊M/2⌋): losing a whole segment costs each block
+// follow from i. Records are 16 KiB by default, aligned to 4 KiB sectors. run = max(1, ⌊M/2⌋): losing a whole segment costs each block
 // at most half its parity, the other half still repairs scattered damage.
 // A record is one frame of the transfer format (frame.hpp, type symbol, no
 // MAC) — 40-byte header with its XXH3 checksum, then the symbol — so a
@@ -69,7 +69,7 @@ struct MediaKey {
 /// How a bundle's blocks are laid out on media. Derived from the parameters,
 /// so a volume written later (another medium, another day) fits the others.
 struct Layout {
-    transfer::FecParams fec{64, 7, 16384};
+    transfer::FecParams fec{64, 7, 16344};
     unsigned run = 3;                     ///< consecutive symbols of a block per segment
     unsigned stripes = 24;                ///< W: segments per set, ⌈(K+M)/run⌉
     std::uint64_t blocks_per_set = 0;     ///< so that a segment stays under the segment size
@@ -89,7 +89,11 @@ struct Layout {
 struct LayoutOptions {
     unsigned parity_percent = 10;                 ///< M = ⌈K × pct / 100⌉; 1 … 200
     unsigned data_symbols = 64;                   ///< K
-    std::size_t symbol_bytes = 16384;
+    /// Bytes of one record on the medium. The default, 16 KiB, is a multiple of
+    /// 4 KiB: a damaged sector spoils one record only, and segments are written
+    /// and read back with O_DIRECT (no second copy through the page cache).
+    std::size_t record_bytes = 16384;
+    std::size_t symbol_bytes = 0;                 ///< 0: what fills record_bytes (16344, or 16328 encrypted)
     std::uint64_t max_segment_bytes = 1ULL << 30; ///< keeps every file under FAT32's 4 GiB
     std::uint64_t volume_bytes = 0;               ///< capacity of one volume (required)
     bool encrypted = false;
@@ -201,6 +205,7 @@ struct VolumeWritten {
 
 struct WriteReport {
     Layout layout;
+    std::uint64_t volume_bytes = 0;     ///< the volume size used (given, or the first target's free space)
     Sha256 set_id{};
     unsigned volumes = 0;
     std::vector<VolumeWritten> written;
