@@ -102,6 +102,24 @@ struct Fields {
         }
         return s;
     }
+    std::array<std::byte, 16> hash128(const char* key) {
+        auto s = str(key, 32);
+        std::array<std::byte, 16> out{};
+        if (!error.empty()) return out;
+        auto nibble = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            return -1;
+        };
+        bool ok = s.size() == 32;
+        for (std::size_t i = 0; ok && i < 16; ++i) {
+            int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+            ok = hi >= 0 && lo >= 0;
+            out[i] = std::byte(static_cast<unsigned>(hi * 16 + lo));
+        }
+        if (!ok) error = std::string("field '") + key + "' is not 32 lowercase hex digits";
+        return out;
+    }
     Sha256 digest(const char* key) {
         auto s = str(key, 64);
         if (!error.empty()) return {};
@@ -263,7 +281,7 @@ std::vector<std::byte> encode_index(const VolumeIndex& ix, const MediaKey* key) 
     json segments = json::array();
     for (const auto& s : ix.segments) {
         segments.push_back({{"set", s.set}, {"stripe", s.stripe}, {"records", s.records}, {"bytes", s.bytes},
-                            {"sha256", transfer::to_hex(s.sha256)}});
+                            {"xxh128", hex(s.xxh128)}});
     }
     json body = {
         {"format", kFormat},
@@ -446,7 +464,7 @@ IndexParse parse_index(std::span<const std::byte> bytes, const MediaKey* key, co
         e.stripe = static_cast<unsigned>(g.u64("stripe", 255));
         e.records = g.u64("records", std::uint64_t{1} << 40);
         e.bytes = g.u64("bytes", limits.max_segment_bytes);
-        e.sha256 = g.digest("sha256");
+        e.xxh128 = g.hash128("xxh128");
         if (!g.error.empty()) return refuse(IndexError::invalid, "segment " + std::to_string(i) + ": " + g.error);
         const std::uint64_t set = i / ix.layout.stripes;
         const std::uint64_t first = ix.first_block + set * ix.layout.blocks_per_set;

@@ -15,6 +15,11 @@
 #include <string>
 #include <vector>
 
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include <array>
+
 #include "sluice/core/result.hpp"
 
 namespace sluice::media::detail {
@@ -44,6 +49,24 @@ public:
 
 private:
     int fd_ = -1;
+};
+
+/// Streaming XXH3-128 (a segment's hash): canonical big-endian bytes.
+class Xxh128 {
+public:
+    Xxh128() { XXH3_128bits_reset(&state_); }
+    void update(std::span<const std::byte> bytes) { XXH3_128bits_update(&state_, bytes.data(), bytes.size()); }
+    [[nodiscard]] std::array<std::byte, 16> finish() {
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&state_));
+        std::array<std::byte, 16> out{};
+        std::memcpy(out.data(), c.digest, out.size());
+        XXH3_128bits_reset(&state_);
+        return out;
+    }
+
+private:
+    XXH3_state_t state_{};
 };
 
 /// A buffer aligned for O_DIRECT (4096 bytes; `bytes` is rounded up to a multiple).

@@ -4,13 +4,18 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "crypto.hpp"
 #include "media_io.hpp"
-#include "sluice/bundle/digest.hpp"
 #include "sluice/media/media.hpp"
 #include "sluice/transfer/block_codec.hpp"
 #include "sluice/transfer/frame.hpp"
@@ -23,29 +28,142 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 constexpr std::size_t kBufferBytes = 1u << 20;  // per segment being written
 constexpr std::size_t kVerifyBufferBytes = 8u << 20;
+constexpr unsigned kWriters = 3;                 // O_DIRECT writes in flight at once
+constexpr std::uint64_t kReadAhead = 32u << 20;  // archive bytes requested ahead of the encoder
 
-/// One segment file being written: buffered, hashed, written beside its final name.
+/// One segment file being written beside its final name.
 struct SegmentOut {
     SegmentEntry entry;
     fs::path tmp, final;
     detail::Fd fd;
     bool direct = false;  // O_DIRECT: whole records of a multiple of 4 KiB, from an aligned buffer
-    std::unique_ptr<detail::AlignedBuffer> buffer;
+    detail::AlignedBuffer* buffer = nullptr;  // being filled (encoding thread)
     std::size_t used = 0;
-    std::uint64_t flushed = 0;
-    bundle::Sha256 hash;
+    std::uint64_t flushed = 0;                // writer thread from here on
+    detail::Xxh128 hash;
+};
 
-    Result<void> flush() {
-        if (used == 0) return {};
-        if (auto ok = detail::write_all(fd.get(), std::span(buffer->data(), used), tmp); !ok) return ok;
-        if (!direct) {
-            // Start writeback now, so the disk works while the next blocks are encoded.
-            ::sync_file_range(fd.get(), static_cast<off_t>(flushed), static_cast<off_t>(used), SYNC_FILE_RANGE_WRITE);
+/// The writer threads: hash and write filled buffers while the encoding
+/// thread fills the next ones. Each segment belongs to one writer (stripe mod
+/// writers), so its buffers are written in order; several writers keep several
+/// O_DIRECT writes in flight. Buffers come from a fixed pool.
+class WritePipeline {
+public:
+    WritePipeline(unsigned writers, std::size_t buffers, std::size_t buffer_bytes) : lanes_(writers) {
+        for (std::size_t i = 0; i < buffers; ++i) {
+            pool_.push_back(std::make_unique<detail::AlignedBuffer>(buffer_bytes));
+            free_.push_back(pool_.back().get());
         }
-        flushed += used;
-        used = 0;
+        for (unsigned i = 0; i < writers; ++i) threads_.emplace_back([this, i] { run(lanes_[i]); });
+    }
+    ~WritePipeline() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    WritePipeline(const WritePipeline&) = delete;
+    WritePipeline& operator=(const WritePipeline&) = delete;
+
+    /// A free buffer (waits for a writer to return one).
+    detail::AlignedBuffer* take() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return !free_.empty(); });
+        auto* b = free_.front();
+        free_.pop_front();
+        return b;
+    }
+    /// Hands `out`'s buffer (its first `used` bytes) to the segment's writer.
+    void submit(SegmentOut& out) {
+        {
+            std::lock_guard lock(mutex_);
+            lanes_[out.entry.stripe % lanes_.size()].queue.push_back({&out, out.buffer, out.used});
+        }
+        out.buffer = nullptr;
+        out.used = 0;
+        cv_.notify_all();
+    }
+    /// Queues an fsync of `out` behind its writes (the writers sync in parallel).
+    void sync(SegmentOut& out) {
+        {
+            std::lock_guard lock(mutex_);
+            lanes_[out.entry.stripe % lanes_.size()].queue.push_back({&out, nullptr, 0});
+        }
+        cv_.notify_all();
+    }
+    /// Waits until everything submitted is written; the first error, if any.
+    Result<void> drain() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] {
+            return std::all_of(lanes_.begin(), lanes_.end(), [](const Lane& l) { return l.queue.empty() && !l.busy; });
+        });
+        if (error_) return *error_;
         return {};
     }
+    [[nodiscard]] bool failed() {
+        std::lock_guard lock(mutex_);
+        return error_.has_value();
+    }
+
+private:
+    struct Job {
+        SegmentOut* out;
+        detail::AlignedBuffer* buffer;
+        std::size_t used;
+    };
+    struct Lane {
+        std::deque<Job> queue;
+        bool busy = false;
+    };
+
+    void run(Lane& lane) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            cv_.wait(lock, [&] { return stopping_ || !lane.queue.empty(); });
+            if (lane.queue.empty()) return;
+            Job job = lane.queue.front();
+            lane.queue.pop_front();
+            lane.busy = true;
+            const bool skip = error_.has_value();
+            lock.unlock();
+            Result<void> ok;
+            if (!skip) ok = job.buffer != nullptr ? write(job) : sync(job);
+            lock.lock();
+            if (!ok && !error_) error_ = ok.error();
+            if (job.buffer != nullptr) free_.push_back(job.buffer);
+            lane.busy = false;
+            cv_.notify_all();
+        }
+    }
+
+    static Result<void> sync(const Job& job) {
+        if (::fsync(job.out->fd.get()) != 0) return fail("cannot sync " + job.out->tmp.string() + ": " + std::strerror(errno));
+        return {};
+    }
+
+    static Result<void> write(const Job& job) {
+        auto& o = *job.out;
+        std::span<const std::byte> bytes(job.buffer->data(), job.used);
+        o.hash.update(bytes);
+        if (auto ok = detail::write_all(o.fd.get(), bytes, o.tmp); !ok) return ok;
+        if (!o.direct) {
+            // Start writeback now, so the disk works while the next blocks are encoded.
+            ::sync_file_range(o.fd.get(), static_cast<off_t>(o.flushed), static_cast<off_t>(job.used), SYNC_FILE_RANGE_WRITE);
+        }
+        o.flushed += job.used;
+        return {};
+    }
+
+    std::vector<Lane> lanes_;
+    std::vector<std::unique_ptr<detail::AlignedBuffer>> pool_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<detail::AlignedBuffer*> free_;
+    std::optional<Error> error_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
 };
 
 class VolumeWriter {
@@ -189,11 +307,18 @@ private:
         header.session = index_.session();
         header.transfer = index_.transfer();
 
+        WritePipeline pipeline(kWriters, layout_.stripes + 4 * kWriters, buffer_records * record);
+        std::uint64_t advised = index_.first_block * block_bytes;
         std::size_t seg_at = 0;
         std::uint64_t encoded = 0;
         while (seg_at < index_.segments.size()) {
             const unsigned set = index_.segments[seg_at].set;
             std::vector<SegmentOut> outs(layout_.stripes);
+            // On an early return the writers may still hold jobs that point into `outs`.
+            struct DrainFirst {
+                WritePipeline& p;
+                ~DrainFirst() { (void)p.drain(); }
+            } drain_first{pipeline};
             for (unsigned w = 0; w < layout_.stripes; ++w) {
                 auto& o = outs[w];
                 o.entry = index_.segments[seg_at + w];
@@ -203,23 +328,29 @@ private:
                 o.fd = detail::Fd(detail::open_maybe_direct(o.tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                                             0644, o.direct));
                 if (!o.fd) return fail("cannot create " + o.tmp.string() + ": " + std::strerror(errno));
-                o.buffer = std::make_unique<detail::AlignedBuffer>(buffer_records * record);
             }
             const std::uint64_t first = index_.first_block + std::uint64_t{set} * layout_.blocks_per_set;
             const std::uint64_t end = std::min(index_.end_block, first + layout_.blocks_per_set);
             for (std::uint64_t b = first; b < end; ++b) {
                 const std::uint64_t offset = b * block_bytes;
                 const std::size_t want = static_cast<std::size_t>(std::min(block_bytes, req_.info.archive_bytes - offset));
+                if (offset + kReadAhead / 2 >= advised) {
+                    // Ask for the next stretch now: the disk reads it while these blocks are encoded.
+                    ::posix_fadvise(archive_fd, static_cast<off_t>(advised), static_cast<off_t>(kReadAhead), POSIX_FADV_WILLNEED);
+                    advised += kReadAhead;
+                }
                 auto got = detail::read_at(archive_fd, std::span(symbols.data(), want), offset, req_.archive);
                 if (!got) return got.error();
                 if (*got != want) return fail(req_.archive.string() + " is shorter than announced (it changed?)");
                 std::memset(symbols.data() + want, 0, block_bytes - want);
                 codec_.encode(data_ptrs, parity_ptrs);
                 header.block = static_cast<std::uint32_t>(b);
+                if (pipeline.failed()) break;
                 for (unsigned w = 0; w < layout_.stripes; ++w) {
                     auto& o = outs[w];
                     const unsigned n = layout_.symbols_in(w);
                     for (unsigned j = 0; j < n; ++j) {
+                        if (o.buffer == nullptr) o.buffer = pipeline.take();
                         const unsigned s = w * layout_.run + j;
                         header.symbol = static_cast<std::uint16_t>(s);
                         std::span<std::byte> slot(o.buffer->data() + o.used, record);
@@ -231,22 +362,21 @@ private:
                             cipher_->seal(detail::record_nonce(volume, set, w, r), slot.first(frame),
                                           std::span<std::byte, kTagBytes>(slot.data() + frame, kTagBytes));
                         }
-                        o.hash.update(std::span<const std::byte>(slot));
                         o.used += record;
-                        if (o.used == o.buffer->size()) {
-                            if (auto ok = o.flush(); !ok) return ok;
-                        }
+                        if (o.used == o.buffer->size()) pipeline.submit(o);
                     }
                 }
                 encoded += want;
                 if (progress_) progress_(volume, encoded);
             }
             for (auto& o : outs) {
-                if (auto ok = o.flush(); !ok) return ok;
-                if (::fsync(o.fd.get()) != 0) return fail("cannot sync " + o.tmp.string() + ": " + std::strerror(errno));
-                auto digest = o.hash.finish();
-                std::memcpy(o.entry.sha256.data(), digest.data(), 32);
-                index_.segments[seg_at + o.entry.stripe].sha256 = o.entry.sha256;
+                if (o.buffer != nullptr) pipeline.submit(o);
+                pipeline.sync(o);
+            }
+            if (auto ok = pipeline.drain(); !ok) return ok;
+            for (auto& o : outs) {
+                o.entry.xxh128 = o.hash.finish();
+                index_.segments[seg_at + o.entry.stripe].xxh128 = o.entry.xxh128;
                 o.fd.reset();
             }
             for (auto& o : outs) {
@@ -274,36 +404,24 @@ private:
     }
 
     /// Reads everything back from the medium (bypassing or dropping the page
-    /// cache) and compares each segment's SHA-256 with the one computed over the
-    /// bytes as they were written; then parses both index copies.
+    /// cache) and compares each segment's XXH3-128 with the one computed over
+    /// the bytes as they were written (two threads: one reads while the other
+    /// hashes); then parses both index copies.
     Result<void> verify(unsigned volume) {
-        const std::size_t record = layout_.record_bytes();
-        const bool aligned = record % detail::AlignedBuffer::kAlign == 0;
-        detail::AlignedBuffer buffer(std::max<std::size_t>(1, kVerifyBufferBytes / record) * record);
-        for (const auto& e : index_.segments) {
-            fs::path path = dir_ / e.name(volume);
-            bool direct = aligned;
-            detail::Fd fd(detail::open_maybe_direct(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, direct));
-            if (!fd) return fail("cannot open " + path.string() + ": " + std::strerror(errno));
-            if (!direct) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);  // clean after fsync: dropped
-            ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-            bundle::Sha256 hash;
-            std::uint64_t at = 0;
-            while (at < e.bytes) {
-                const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), e.bytes - at));
-                auto got = detail::read_at(fd.get(), std::span(buffer.data(), want), at, path);
-                if (!got) return got.error();
-                if (*got != want) return fail(path.string() + " is shorter than written");
-                hash.update(std::span<const std::byte>(buffer.data(), want));
-                at += want;
+        std::atomic<std::size_t> next{0};
+        std::vector<std::optional<Error>> errors(index_.segments.size());
+        auto work = [&] {
+            const std::size_t record = layout_.record_bytes();
+            detail::AlignedBuffer buffer(std::max<std::size_t>(1, kVerifyBufferBytes / record) * record);
+            for (std::size_t i = next++; i < index_.segments.size(); i = next++) {
+                if (auto ok = verify_segment(volume, index_.segments[i], buffer); !ok) errors[i] = ok.error();
             }
-            if (::pread(fd.get(), buffer.data(), detail::AlignedBuffer::kAlign, static_cast<off_t>(at)) > 0) {
-                return fail(path.string() + " is longer than written");
-            }
-            auto digest = hash.finish();
-            if (std::memcmp(digest.data(), e.sha256.data(), 32) != 0) {
-                return fail(path.string() + " does not read back as written (SHA-256 differs)");
-            }
+        };
+        std::thread helper(work);
+        work();
+        helper.join();
+        for (auto& e : errors) {
+            if (e) return *e;
         }
         for (const char* suffix : {".index", ".index2"}) {
             char name[32];
@@ -316,6 +434,31 @@ private:
                             (parsed.message.empty() ? "" : ": " + parsed.message));
             }
         }
+        return {};
+    }
+
+    Result<void> verify_segment(unsigned volume, const SegmentEntry& e, detail::AlignedBuffer& buffer) {
+        const std::size_t record = layout_.record_bytes();
+        fs::path path = dir_ / e.name(volume);
+        bool direct = record % detail::AlignedBuffer::kAlign == 0;
+        detail::Fd fd(detail::open_maybe_direct(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, direct));
+        if (!fd) return fail("cannot open " + path.string() + ": " + std::strerror(errno));
+        if (!direct) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);  // clean after fsync: dropped
+        ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+        detail::Xxh128 hash;
+        std::uint64_t at = 0;
+        while (at < e.bytes) {
+            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), e.bytes - at));
+            auto got = detail::read_at(fd.get(), std::span(buffer.data(), want), at, path);
+            if (!got) return got.error();
+            if (*got != want) return fail(path.string() + " is shorter than written");
+            hash.update(std::span<const std::byte>(buffer.data(), want));
+            at += want;
+        }
+        if (::pread(fd.get(), buffer.data(), detail::AlignedBuffer::kAlign, static_cast<off_t>(at)) > 0) {
+            return fail(path.string() + " is longer than written");
+        }
+        if (hash.finish() != e.xxh128) return fail(path.string() + " does not read back as written (XXH3-128 differs)");
         return {};
     }
 

@@ -109,7 +109,7 @@ inline VolumeIndex make_index(const transfer::TransferInfo& base, const Layout& 
             e.records = in_set * layout.symbols_in(w);
             e.bytes = e.records * layout.record_bytes();
             auto d = bundle::sha256(e.name(volume));
-            std::memcpy(e.sha256.data(), d.data(), 32);
+            std::memcpy(e.xxh128.data(), d.data(), 16);
             ix.segments.push_back(e);
         }
     }

@@ -109,7 +109,11 @@ struct SegmentEntry {
     unsigned stripe = 0;
     std::uint64_t records = 0;
     std::uint64_t bytes = 0;
-    Sha256 sha256{};
+    /// XXH3-128 of the file (xxh128sum prints it): catches damage, and lets the
+    /// writer check its read-back at disk speed. Not a security measure: the
+    /// bundle's SHA-256 and signatures, and on encrypted media every record's
+    /// GCM tag, are.
+    std::array<std::byte, 16> xxh128{};
 
     [[nodiscard]] std::string name(unsigned volume) const;
     bool operator==(const SegmentEntry&) const = default;
@@ -216,9 +220,10 @@ using WriteProgress = std::function<void(unsigned volume, std::uint64_t bytes)>;
 
 /// Writes the requested volumes. For each: segments and index beside their
 /// final names, fsynced, renamed, the directory fsynced; then everything is
-/// read back from the medium and checked (SHA-256 of every segment and every
-/// record's checksum). A volume that fails is removed again and the error
+/// read back from the medium (O_DIRECT, or with the page cache dropped) and
+/// each segment's XXH3-128 compared with the one of the bytes written. A volume that fails is removed again and the error
 /// names the file. Files of the same volume from an earlier write are replaced.
+/// Two threads: one encodes, one hashes and writes (and both read back).
 [[nodiscard]] Result<WriteReport> write_volumes(const WriteRequest& request, const WriteProgress& progress = {});
 
 // ---- reading -------------------------------------------------------------------
