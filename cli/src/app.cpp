@@ -8,6 +8,7 @@
 #include "bundle_commands.hpp"
 #include "daemon_commands.hpp"
 #include "import_commands.hpp"
+#include "media_commands.hpp"
 #include "output.hpp"
 #include "sluice/core/version.hpp"
 
@@ -25,6 +26,7 @@ int run(int argc, char** argv) {
     add_daemon_commands(app, exit_code);
     add_import_commands(app, exit_code);
     add_audit_commands(app, exit_code);
+    add_media_commands(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -76,7 +76,7 @@ RolesConfig read_roles(const Document& doc) {
     return roles;
 }
 
-void check_key_file(const TableReader& r, std::string_view key, const fs::path& p) {
+void check_key_file(const TableReader& r, std::string_view key, const fs::path& p, std::int64_t min_bytes = 16) {
     const int line = r.line(key);
     struct stat st {};
     if (::stat(p.c_str(), &st) != 0) {
@@ -84,10 +84,11 @@ void check_key_file(const TableReader& r, std::string_view key, const fs::path& 
         r.fail_at(line, key, "cannot use " + p.string() + ": " + std::strerror(err));
     }
     if (!S_ISREG(st.st_mode)) r.fail_at(line, key, p.string() + " is not a regular file");
-    if (st.st_size < 16)
+    if (st.st_size < min_bytes)
         r.fail_at(line, key,
-                  p.string() + " holds " + std::to_string(st.st_size) +
-                      " bytes; a link key needs at least 16 (e.g. head -c 32 /dev/urandom > FILE)");
+                  p.string() + " holds " + std::to_string(st.st_size) + " bytes; a key needs at least " +
+                      std::to_string(min_bytes) + " (e.g. head -c 32 /dev/urandom > FILE)");
+    if (st.st_size > 4096) r.fail_at(line, key, p.string() + " holds more than 4096 bytes: not a key file");
     if ((st.st_mode & 077) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -156,8 +157,37 @@ LinkConfig read_link(const Document& doc, Side side) {
 }
 
 
-constexpr std::string_view kTablesSender[] = {"sender", "link", "roles", "audit"};
-constexpr std::string_view kTablesReceiver[] = {"receiver", "link", "roles", "import", "audit"};
+constexpr std::string_view kTablesSender[] = {"sender", "link", "roles", "audit", "media"};
+constexpr std::string_view kTablesReceiver[] = {"receiver", "link", "roles", "import", "audit", "media"};
+constexpr std::string_view kMediaSender[] = {"key", "parity"};
+constexpr std::string_view kMediaReceiver[] = {"key", "watch", "poll_interval"};
+constexpr std::string_view kMediaOnlyReceiver[] = {"watch", "poll_interval"};
+constexpr std::string_view kMediaOnlySender[] = {"parity"};
+
+MediaConfig read_media(const Document& doc, Side side) {
+    MediaConfig media;
+    const toml::table* t = doc.table("media", false);
+    if (t == nullptr) return media;
+    TableReader r(doc.file, doc.base_dir, *t, "media");
+    if (side == Side::sender)
+        r.refuse_unknown(kMediaSender, kMediaOnlyReceiver, "watch and poll_interval are receiver settings");
+    else
+        r.refuse_unknown(kMediaReceiver, kMediaOnlySender, "parity is a sender setting (the medium says what it used)");
+    if (auto p = r.path("key")) {
+        check_key_file(r, "key", *p, 32);
+        media.key_file = *p;
+    }
+    if (auto v = r.integer<unsigned>("parity", 1, 200)) media.parity_percent = *v;
+    if (auto list = r.strings("watch")) {
+        for (const auto& [text, line] : *list) {
+            fs::path p = text;
+            if (!p.is_absolute()) r.fail_at(line, "watch", "\"" + text + "\" is not an absolute path (a mount point)");
+            media.watch.push_back(p.lexically_normal());
+        }
+    }
+    if (auto d = r.duration("poll_interval", std::chrono::seconds(1), std::chrono::hours(1))) media.poll_interval = *d;
+    return media;
+}
 constexpr std::string_view kAuditKeys[] = {"database", "key", "checkpoint_interval", "checkpoint_events"};
 
 AuditConfig read_audit(const Document& doc) {
@@ -212,6 +242,7 @@ SenderConfig load_sender_config(const fs::path& file) {
         cfg.link = read_link(doc, Side::sender);
         cfg.roles = read_roles(doc);
         cfg.audit = read_audit(doc);
+        cfg.media = read_media(doc, Side::sender);
         return cfg;
     });
 }
@@ -240,6 +271,7 @@ ReceiverConfig load_receiver_config(const fs::path& file) {
         cfg.link = read_link(doc, Side::receiver);
         cfg.roles = read_roles(doc);
         cfg.audit = read_audit(doc);
+        cfg.media = read_media(doc, Side::receiver);
         if (const toml::table* it = doc.table("import", false)) {
             TableReader ir(doc.file, doc.base_dir, *it, "import");
             ir.refuse_unknown(kImportKeys, {}, "");

@@ -37,6 +37,14 @@ struct Copied {
 /// Moves a file into place, without replacing anything there: rename when on
 /// the same file system, else copy (fsynced) and unlink.
 [[nodiscard]] Result<void> move_no_replace(const std::filesystem::path& from, const std::filesystem::path& to);
+/// Removes `p` (a temporary file) when it goes out of scope, unless cleared.
+struct RemoveOnExit {
+    std::filesystem::path p;
+    ~RemoveOnExit() {
+        std::error_code ec;
+        if (!p.empty()) std::filesystem::remove(p, ec);
+    }
+};
 /// 64 random bits from the kernel.
 [[nodiscard]] std::uint64_t random_u64();
 /// The current UTC time, RFC 3339 to the second.

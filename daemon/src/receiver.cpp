@@ -12,6 +12,7 @@
 #include "files.hpp"
 #include "sluice/audit/hops.hpp"
 #include "import_service.hpp"
+#include "media_intake.hpp"
 #include "sluice/bundle/bundle.hpp"
 #include "sluice/daemon/control.hpp"
 #include "sluice/daemon/log.hpp"
@@ -70,6 +71,7 @@ struct ReceiverService::Impl {
     std::unique_ptr<ControlServer> control;
     std::unique_ptr<AuditTrail> audit;        // before imports: they record into it until they stop
     std::unique_ptr<ImportService> imports;  // with [import]: quarantine, scan, policy, release
+    std::unique_ptr<MediaIntake> media;      // removable media: its own store, delivers through finalize()
     boost::asio::thread_pool finalizer{1};
     boost::asio::steady_timer tick_timer{io};
     std::atomic<std::int64_t> alive_ns{SteadyClock::now().time_since_epoch().count()};
@@ -105,6 +107,8 @@ struct ReceiverService::Impl {
         if (config.import) {
             imports = std::make_unique<ImportService>(*config.import, config.incoming_dir, config.state_dir, *audit);
         }
+        media = std::make_unique<MediaIntake>(config.media, config.state_dir, *audit,
+                                              [this](const Arrival& a) { return finalize(a); });
     }
 
     /// An observation for the audit log: kept and written later if the log cannot take it now.
@@ -121,20 +125,28 @@ struct ReceiverService::Impl {
     /// Records the sender's hop record a transfer carried. A record that does not
     /// parse or is about another bundle is refused and noted (not an error: the
     /// bundle itself was verified on its own); an error means the log could not write.
-    Result<void> record_hops(const transfer::Event& ev, const std::string& bundle) {
-        std::string_view text(reinterpret_cast<const char*>(ev.annex.data()), ev.annex.size());
+    Result<void> record_hops(std::string_view text, const std::string& bundle, const std::string& channel,
+                             const std::string& carrier) {
         auto hops = audit::parse_hop_record(text);
         if (!hops) {
-            note("upstream_events_refused", bundle, ev.info.channel, "refused", {{"error", hops.error().message}});
+            note("upstream_events_refused", bundle, channel, "refused", {{"error", hops.error().message}, {"carrier", carrier}});
             return {};
         }
         if (hops->bundle != bundle) {
-            note("upstream_events_refused", bundle, ev.info.channel, "refused",
-                 {{"error", "the hop record is about bundle " + hops->bundle}});
+            note("upstream_events_refused", bundle, channel, "refused",
+                 {{"error", "the hop record is about bundle " + hops->bundle}, {"carrier", carrier}});
             return {};
         }
-        if (auto rec = audit->log().record_upstream(*hops, ev.info.channel, "diode"); !rec) return rec.error();
+        if (auto rec = audit->log().record_upstream(*hops, channel, carrier); !rec) return rec.error();
         return {};
+    }
+
+    static std::string annex_text(const transfer::Event& ev) {
+        return std::string(reinterpret_cast<const char*>(ev.annex.data()), ev.annex.size());
+    }
+
+    Arrival arrival_of(const transfer::Event& ev) {
+        return Arrival{ev.info, ev.key, ev.transfer, annex_text(ev), "diode", &store};
     }
 
     void remember(std::deque<json>& list, json entry) {
@@ -178,7 +190,7 @@ struct ReceiverService::Impl {
                     log_info("transfer_assembled", {{"bundle", bundle}, {"transfer", ev.transfer}, {"bytes", ev.info.archive_bytes}});
                     note("transfer_assembled", bundle, ev.info.channel, "ok",
                          {{"transfer", ev.transfer}, {"version", ev.info.version}, {"bytes", ev.info.archive_bytes}});
-                    boost::asio::post(finalizer, [this, ev] { finalize(ev); });
+                    boost::asio::post(finalizer, [this, a = arrival_of(ev)] { (void)finalize(a); });
                     break;
                 case transfer::Event::Kind::incomplete:
                     log_warning("transfer_incomplete", {{"bundle", bundle}, {"transfer", ev.transfer},
@@ -190,7 +202,7 @@ struct ReceiverService::Impl {
                          {{"transfer", ev.transfer}, {"version", ev.info.version}, {"blocks_held", ev.blocks_held},
                           {"blocks", ev.info.blocks()}, {"missing", ranges_json(ev.missing)}, {"why", ev.message}});
                     // What the sender recorded of it so far arrived even if the archive did not (for `sluice audit gaps`).
-                    if (!ev.annex.empty()) (void)record_hops(ev, bundle);
+                    if (!ev.annex.empty()) (void)record_hops(annex_text(ev), bundle, ev.info.channel, "diode");
                     break;
                 case transfer::Event::Kind::failed:
                     log_error("transfer_store_failed", {{"bundle", bundle}, {"transfer", ev.transfer}, {"error", ev.message}});
@@ -230,25 +242,30 @@ struct ReceiverService::Impl {
         }
     }
 
-    /// On the finalizer thread: SHA-256, signatures, then into incoming/.
-    void finalize(const transfer::Event& ev) {
+    /// On the finalizer thread (diode) or the media thread: SHA-256, signatures,
+    /// the audit log, then into incoming/. Returns what happened.
+    json finalize(const Arrival& a) {
+        const auto& ev = a;  // info, key, transfer
+        auto& from = *a.store;
+        const bool diode = a.carrier == "diode";
         const std::string bundle = transfer::to_hex(ev.info.bundle_id);
         const auto started = SteadyClock::now();
-        auto path = store.finalize(ev.key, ev.info);
+        auto path = from.finalize(ev.key, ev.info);
         const auto digested = SteadyClock::now();
         if (!path) {
-            if (store.has_staging(ev.key)) {
+            if (from.has_staging(ev.key)) {
                 // An I/O error, not a mismatch: the archive is still staged; try again later.
                 log_error("finalize_failed", {{"bundle", bundle}, {"error", path.error().message}, {"retry_in_seconds", 30}});
-                retry_later(ev);
-                return;
+                retry_later(a);
+                return {{"deferred", path.error().message}};
             }
             log_error("transfer_refused", {{"bundle", bundle}, {"error", path.error().message}});
             note("bundle_refused", bundle, ev.info.channel, "refused",
-                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", path.error().message}});
+                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", path.error().message},
+                  {"carrier", a.carrier}});
             remember(alarms, {{"alarm", "archive_digest_mismatch"}, {"bundle", bundle}, {"at", files::now_rfc3339()}});
-            boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, false); });
-            return;
+            if (diode) boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, false); });
+            return {{"refused", path.error().message}};
         }
         std::shared_ptr<const bundle::TrustStore> trust_now;
         unsigned min_signers = 0;
@@ -264,7 +281,7 @@ struct ReceiverService::Impl {
         v.min_signers = min_signers;
         auto report = bundle::verify_archive(*path, v);
         const auto verified = SteadyClock::now();
-        auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+        auto secs = [](auto t0, auto t1) { return std::chrono::duration<double>(t1 - t0).count(); };
         std::string refusal;
         if (!report) {
             refusal = report.error().message;
@@ -272,26 +289,28 @@ struct ReceiverService::Impl {
             refusal = "the archive is bundle " + report->bundle_id + " but the transfer announced " + bundle;
         }
         json entry{{"bundle", bundle}, {"channel", ev.info.channel}, {"version", ev.info.version},
-                   {"bytes", ev.info.archive_bytes}, {"transfer", ev.transfer}, {"at", files::now_rfc3339()}};
+                   {"bytes", ev.info.archive_bytes}, {"transfer", ev.transfer}, {"carrier", a.carrier},
+                   {"at", files::now_rfc3339()}};
         if (refusal.empty()) {
             // The sender's events for this bundle, and the receipt itself, are in
             // the audit log before the bundle is handed on; if they cannot be
             // written, it waits (still staged) and is retried.
-            if (!ev.annex.empty()) {
-                if (auto rec = record_hops(ev, bundle); !rec) {
+            if (!a.hops.empty()) {
+                if (auto rec = record_hops(a.hops, bundle, ev.info.channel, a.carrier); !rec) {
                     log_error("delivery_deferred", {{"bundle", bundle}, {"error", rec.error().message}, {"retry_in_seconds", 30}});
-                    retry_later(ev);
-                    return;
+                    retry_later(a);
+                    return {{"deferred", rec.error().message}};
                 }
             }
             if (auto rec = audit->record_step({"bundle_received", bundle, ev.info.channel, "system", "ok",
                                           {{"transfer", ev.transfer}, {"version", ev.info.version},
                                            {"bytes", ev.info.archive_bytes}, {"signers", report->distinct_signers.size()},
-                                           {"archive_sha256", transfer::to_hex(ev.info.archive_sha256)}}});
+                                           {"archive_sha256", transfer::to_hex(ev.info.archive_sha256)},
+                                           {"carrier", a.carrier}}});
                 !rec) {
                 log_error("delivery_deferred", {{"bundle", bundle}, {"error", rec.error().message}, {"retry_in_seconds", 30}});
-                retry_later(ev);
-                return;
+                retry_later(a);
+                return {{"deferred", rec.error().message}};
             }
             fs::path target = incoming / (bundle + ".tar");
             std::error_code ec;
@@ -305,13 +324,14 @@ struct ReceiverService::Impl {
                 // Still staged and still marked as finalizing: retried later,
                 // never re-assembled in a loop.
                 log_error("delivery_failed", {{"bundle", bundle}, {"error", moved.error().message}, {"retry_in_seconds", 30}});
-                retry_later(ev);
-                return;
+                retry_later(a);
+                return {{"deferred", moved.error().message}};
             }
-            if (auto ok = store.mark_delivered(ev.key); !ok) log_error("delivery_not_recorded", {{"error", ok.error().message}});
+            if (auto ok = from.mark_delivered(ev.key); !ok) log_error("delivery_not_recorded", {{"error", ok.error().message}});
             entry["path"] = target.string();
             entry["signers"] = report->distinct_signers.size();
             log_info("bundle_received", {{"bundle", bundle}, {"channel", ev.info.channel}, {"version", ev.info.version},
+                                         {"carrier", a.carrier},
                                          {"bytes", ev.info.archive_bytes}, {"path", target},
                                          {"signers", report->distinct_signers.size()},
                                          {"digest_seconds", secs(started, digested)},
@@ -329,11 +349,12 @@ struct ReceiverService::Impl {
             fs::path target = refused_dir / (bundle + "-" + std::to_string(files::random_u64() % 1000000) + ".tar");
             auto moved = files::move_no_replace(*path, target);
             std::ofstream(target.string() + ".reason") << refusal << "\n";
-            if (auto ok = store.mark_delivered(ev.key); !ok) log_error("refusal_not_recorded", {{"error", ok.error().message}});
+            if (auto ok = from.mark_delivered(ev.key); !ok) log_error("refusal_not_recorded", {{"error", ok.error().message}});
             entry["refused"] = refusal;
             entry["path"] = moved ? target.string() : std::string{};
             note("bundle_refused", bundle, ev.info.channel, "refused",
-                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", refusal}, {"kept_as", entry["path"]}});
+                 {{"transfer", ev.transfer}, {"version", ev.info.version}, {"error", refusal}, {"kept_as", entry["path"]},
+                  {"carrier", a.carrier}});
             log_error("bundle_refused", {{"bundle", bundle}, {"channel", ev.info.channel}, {"error", refusal},
                                          {"kept_as", target}});
             {
@@ -342,17 +363,19 @@ struct ReceiverService::Impl {
             }
             remember(delivered, entry);
         }
-        boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, true); });
+        if (diode) boost::asio::post(io, [this, key = ev.key] { reassembler.on_finalized(key, true); });
+        if (entry.contains("refused")) return {{"refused", entry["refused"]}, {"kept_as", entry["path"]}};
+        return {{"delivered", entry["path"]}};
     }
 
-    /// Runs finalize(ev) again in 30 s (an I/O error or a full disk in incoming/).
-    void retry_later(const transfer::Event& ev) {
-        boost::asio::post(io, [this, ev] {
+    /// Runs finalize(a) again in 30 s (an I/O error or a full disk in incoming/).
+    void retry_later(const Arrival& a) {
+        boost::asio::post(io, [this, a] {
             if (stopped) return;
             auto timer = std::make_shared<boost::asio::steady_timer>(io, std::chrono::seconds(30));
-            timer->async_wait([this, timer, ev](const boost::system::error_code& ec) {
+            timer->async_wait([this, timer, a](const boost::system::error_code& ec) {
                 if (ec || stopped) return;
-                boost::asio::post(finalizer, [this, ev] { finalize(ev); });
+                boost::asio::post(finalizer, [this, a] { (void)finalize(a); });
             });
         });
     }
@@ -370,9 +393,11 @@ struct ReceiverService::Impl {
                 last_sweep = now;
                 boost::asio::post(finalizer, [this] {
                     if (auto n = store.sweep(kStagingMaxAge)) log_notice("staging_expired", {{"archives", n}});
+                    if (auto n = media->sweep()) log_notice("media_staging_expired", {{"archives", n}});
                 });
             }
             audit->tick();
+            media->tick(now);
             if (imports && now - last_import_retry >= std::chrono::minutes(1)) {
                 last_import_retry = now;
                 imports->retry();
@@ -454,6 +479,7 @@ struct ReceiverService::Impl {
         s["received"] = json(std::vector<json>(delivered.rbegin(), delivered.rend()));
         s["alarms"] = json(std::vector<json>(alarms.rbegin(), alarms.rend()));
         s["imports"] = imports ? imports->summary() : json(nullptr);
+        s["media"] = media->summary();
         s["audit"] = audit->status();
         return s;
     }
@@ -520,6 +546,7 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
                 require_role(peer, Role::auditor, roles);
                 return impl->audit->serve(request, std::move(respond));
             }
+            if (MediaIntake::handles(command)) return impl->media->handle(request, peer, roles, std::move(respond));
             if (ImportService::handles(command)) {
                 if (!impl->imports)
                     throw std::runtime_error("this receiver does not import (no [import] section in " +
@@ -528,7 +555,7 @@ ReceiverService::ReceiverService(boost::asio::io_context& io, ReceiverConfig con
             }
             throw std::runtime_error("unknown command \"" + command +
                                      "\" (the receiver daemon answers status, pending, show, approve, reject, "
-                                     "rescan, releases, rollback, audit)");
+                                     "rescan, releases, rollback, audit, media_import, media_status)");
         }));
     impl->schedule_tick();
     if (impl->imports) impl->imports->resume();
@@ -548,6 +575,7 @@ void ReceiverService::stop() {
     impl_->tick_timer.cancel();
     if (impl_->udp) impl_->udp->stop();
     if (impl_->control) impl_->control->stop();
+    impl_->media->stop();     // a volume being read finishes (and is delivered if it completes the archive)
     impl_->finalizer.join();  // a delivery in flight completes
     if (impl_->imports) impl_->imports->stop();  // a scan in flight is cut short and resumed on the next start
     // Checkpoint everything held so far (as if every transfer went idle now).
@@ -570,6 +598,7 @@ void ReceiverService::reload() {
         impl_->config.roles = fresh.roles;
         impl_->config.metrics_file = fresh.metrics_file;
     }
+    impl_->media->set_config(fresh.media);
     if (impl_->imports && fresh.import) {
         impl_->imports->set_policy(fresh.import->policy);
         log_info("policy_reloaded", {{"file", fresh.import->policy_file}, {"channels", fresh.import->policy->channels.size()}});

@@ -20,11 +20,13 @@
 #include "audit_trail.hpp"
 #include "files.hpp"
 #include "sluice/bundle/bundle.hpp"
+#include "sluice/bundle/digest.hpp"
 #include "sluice/daemon/control.hpp"
 #include "sluice/daemon/log.hpp"
 #include "sluice/daemon/metrics.hpp"
 #include "sluice/diode/endpoint.hpp"
 #include "sluice/diode/udp_sender.hpp"
+#include "sluice/media/media.hpp"
 #include "sluice/transfer/encoder.hpp"
 
 namespace fs = std::filesystem;
@@ -141,6 +143,7 @@ struct SenderService::Impl {
     std::unique_ptr<AuditTrail> audit;
     std::pair<std::uint64_t, std::uint32_t> pass_recorded{0, 0};  // send thread: (job, pass) whose pass_started is logged
     boost::asio::thread_pool intake_pool{1};
+    boost::asio::thread_pool media_pool{1};  // media writes: long, one at a time, never in the way of pushes
     std::unique_ptr<ControlServer> control;
     boost::asio::steady_timer tick_timer{io};
     std::thread send_thread;
@@ -209,16 +212,15 @@ struct SenderService::Impl {
 
     // ---- intake (intake thread) -------------------------------------------------
 
-    /// Copies (or packs) `source` into the outbox, verifies it, queues it.
-    Result<json> intake(const fs::path& source, bool high, const std::string& who) {
-        fs::path tmp = outbox_dir / (".intake-" + std::to_string(files::random_u64()) + ".tar");
-        struct Cleanup {
-            fs::path p;
-            ~Cleanup() {
-                std::error_code ec;
-                if (!p.empty()) fs::remove(p, ec);
-            }
-        } cleanup{tmp};
+    /// A bundle copied (or packed) into the daemon's own file and verified.
+    struct Prepared {
+        files::Copied digest;
+        bundle::VerifyReport report;
+    };
+
+    /// Copies (or packs) `source` to `tmp` and verifies the copy with the
+    /// current trust store; errors name the caller's file, not the copy.
+    Result<Prepared> prepare(const fs::path& source, const fs::path& tmp) {
         std::error_code ec;
         auto st = fs::symlink_status(source, ec);
         if (ec) return fail("cannot read " + source.string() + ": " + ec.message());
@@ -246,13 +248,48 @@ struct SenderService::Impl {
         v.min_signers = min_signers;
         auto report = bundle::verify_archive(tmp, v);
         if (!report) {
-            // Name the caller's file, not the daemon's private copy of it.
             std::string message = report.error().message;
             for (auto at = message.find(tmp.string()); at != std::string::npos; at = message.find(tmp.string())) {
                 message.replace(at, tmp.string().size(), source.string());
             }
             return fail("refused " + source.string() + ": " + message);
         }
+        return Prepared{*digest, std::move(*report)};
+    }
+
+    /// bundle_submitted and bundle_verified, as both carriers record them.
+    std::vector<audit::Event> intake_events(const bundle::VerifyReport& report, const files::Copied& digest,
+                                            const fs::path& source, const std::string& who, const std::string& carrier) {
+        const std::string bundle = report.bundle_id;
+        const std::string& channel = report.release.channel;
+        // release.json as the receiver will record it at quarantine: the same canonical form.
+        json release = json::parse(bundle::format_release(report.release));
+        json signer_names = json::array();
+        json signer_keys = json::array();
+        for (const auto& sgn : report.signatures) {
+            signer_names.push_back(sgn.trusted_key);
+            signer_keys.push_back(sgn.fingerprint);
+        }
+        std::vector<audit::Event> events;
+        events.push_back({"bundle_submitted", bundle, channel, who, "ok",
+                          {{"version", report.release.version}, {"path", source.string()}, {"release", release},
+                           {"signers", signer_names}, {"carrier", carrier}}});
+        events.push_back({"bundle_verified", bundle, channel, "system", "ok",
+                          {{"version", report.release.version}, {"signers", signer_names}, {"signer_keys", signer_keys},
+                           {"archive_sha256", transfer::to_hex(digest.sha256)},
+                           {"bytes", digest.bytes}}});
+        return events;
+    }
+
+    /// Copies (or packs) `source` into the outbox, verifies it, queues it.
+    Result<json> intake(const fs::path& source, bool high, const std::string& who) {
+        fs::path tmp = outbox_dir / (".intake-" + std::to_string(files::random_u64()) + ".tar");
+        files::RemoveOnExit cleanup{tmp};
+        std::error_code ec;
+        auto prepared = prepare(source, tmp);
+        if (!prepared) return prepared.error();
+        auto* report = &prepared->report;
+        auto* digest = &prepared->digest;
 
         std::lock_guard lock(mutex);
         for (auto& [id, job] : jobs) {
@@ -282,22 +319,7 @@ struct SenderService::Impl {
         job.order = next_order;
         // Submitted, verified and queued are in the audit log before the job
         // exists: if the log cannot take them, the push is refused.
-        // release.json as the receiver will record it at quarantine: the same canonical form.
-        json release = json::parse(bundle::format_release(report->release));
-        json signer_names = json::array();
-        json signer_keys = json::array();
-        for (const auto& sgn : report->signatures) {
-            signer_names.push_back(sgn.trusted_key);
-            signer_keys.push_back(sgn.fingerprint);
-        }
-        std::vector<audit::Event> events;
-        events.push_back({"bundle_submitted", job.bundle_id, job.channel, who, "ok",
-                          {{"version", job.version}, {"path", source.string()}, {"release", release},
-                           {"signers", signer_names}}});
-        events.push_back({"bundle_verified", job.bundle_id, job.channel, "system", "ok",
-                          {{"version", job.version}, {"signers", signer_names}, {"signer_keys", signer_keys},
-                           {"archive_sha256", job.archive_sha256},
-                           {"bytes", job.archive_bytes}}});
+        auto events = intake_events(*report, *digest, source, who, "diode");
         events.push_back({"bundle_queued", job.bundle_id, job.channel, "system", "ok",
                           {{"job", job.id}, {"transfer", job.transfer}, {"priority", high ? "high" : "normal"},
                            {"passes", job.passes}}});
@@ -330,6 +352,113 @@ struct SenderService::Impl {
         out["already_queued"] = false;
         jobs.emplace(job.id, job);
         wake.notify_all();
+        return out;
+    }
+
+    // ---- removable media (media thread) --------------------------------------------
+
+    struct MediaRequest {
+        fs::path source;
+        std::vector<fs::path> targets;
+        std::uint64_t volume_bytes = 0;  // 0: the first target's free space
+        unsigned parity = 0;             // 0: [media] parity
+        unsigned first_volume = 1;
+        std::optional<media::MediaKey> key;  // given with the request; else [media] key
+    };
+
+    /// Verifies the bundle like a push, records it, writes the volumes (each
+    /// read back and checked) and records every volume written.
+    Result<json> write_media(const MediaRequest& m, const std::string& who) {
+        fs::path tmp = outbox_dir / (".media-" + std::to_string(files::random_u64()) + ".tar");
+        files::RemoveOnExit cleanup{tmp};
+        auto prepared = prepare(m.source, tmp);
+        if (!prepared) return prepared.error();
+        const auto& report = prepared->report;
+        std::optional<media::MediaKey> key = m.key;
+        unsigned parity = m.parity;
+        {
+            std::lock_guard lock(mutex);
+            if (!key && config.media.key_file) {
+                auto loaded = media::load_key(*config.media.key_file);
+                if (!loaded) return loaded.error();
+                key = std::move(*loaded);
+            }
+            if (parity == 0) parity = config.media.parity_percent;
+        }
+        media::WriteRequest req;
+        req.archive = tmp;
+        req.info.bundle_id = transfer::sha256_from_hex(report.bundle_id).value();
+        req.info.archive_bytes = prepared->digest.bytes;
+        req.info.archive_sha256 = prepared->digest.sha256;
+        req.info.channel = report.release.channel;
+        req.info.version = report.release.version;
+        req.layout.parity_percent = parity;
+        req.layout.volume_bytes = m.volume_bytes;
+        req.key = key;
+        req.targets = m.targets;
+        req.first_volume = m.first_volume;
+        req.written_at = files::now_rfc3339();
+        req.written_by = who;
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        req.host = host;
+        json targets = json::array();
+        for (const auto& t : m.targets) targets.push_back(t.string());
+        const std::string& bundle_id = report.bundle_id;
+        const std::string& channel = report.release.channel;
+
+        // Submitted, verified and the write itself are in the audit log before
+        // anything touches the medium; the medium then carries them (hop record).
+        auto events = intake_events(report, prepared->digest, m.source, who, "media");
+        events.push_back({"media_write_started", bundle_id, channel, who, "ok",
+                          {{"version", report.release.version}, {"targets", targets}, {"first_volume", m.first_volume},
+                           {"volume_bytes", m.volume_bytes}, {"parity_percent", parity}, {"encrypted", key.has_value()}}});
+        if (auto ok = audit->log().append_all(std::move(events)); !ok) {
+            log_critical("audit_write_failed", {{"event", "media_write_started"}, {"bundle", bundle_id}, {"error", ok.error().message}});
+            return fail("media write refused: it could not be recorded in the audit log (" + ok.error().message + ")");
+        }
+        if (auto hops = audit->log().hop_record(bundle_id); hops) {
+            req.hops = std::move(*hops);
+        } else {
+            log_warning("hop_record_not_written", {{"bundle", bundle_id}, {"error", hops.error().message}});
+        }
+        auto written = media::write_volumes(req);
+        if (!written) {
+            log_error("media_write_failed", {{"bundle", bundle_id}, {"error", written.error().message}});
+            (void)audit->record({"media_write_failed", bundle_id, channel, who, "error",
+                                 {{"targets", targets}, {"error", written.error().message}}});
+            return written.error();
+        }
+        const auto& layout = written->layout;
+        json out{{"bundle", bundle_id},
+                 {"channel", channel},
+                 {"version", report.release.version},
+                 {"archive_bytes", prepared->digest.bytes},
+                 {"set", transfer::to_hex(written->set_id)},
+                 {"volumes", written->volumes},
+                 {"volume_bytes", written->volume_bytes},
+                 {"encrypted", key.has_value()},
+                 {"layout", {{"data_symbols", layout.fec.data_symbols}, {"parity_symbols", layout.fec.parity_symbols},
+                             {"symbol_bytes", layout.fec.symbol_bytes}, {"stripes", layout.stripes}, {"run", layout.run},
+                             {"parity_percent", parity}}},
+                 {"written", json::array()}};
+        for (const auto& v : written->written) {
+            json entry{{"volume", v.volume},
+                       {"directory", v.directory.string()},
+                       {"blocks", json::array({v.first_block, v.end_block})},
+                       {"bytes", v.bytes},
+                       {"segments", v.segments},
+                       {"write_seconds", v.write_seconds},
+                       {"verify_seconds", v.verify_seconds}};
+            (void)audit->record({"media_written", bundle_id, channel, who, "ok",
+                                 {{"volume", v.volume}, {"volumes", written->volumes}, {"directory", v.directory.string()},
+                                  {"set", transfer::to_hex(written->set_id)}, {"bytes", v.bytes}, {"segments", v.segments},
+                                  {"encrypted", key.has_value()}, {"verified", true}}});
+            log_info("media_written", {{"bundle", bundle_id}, {"volume", v.volume}, {"volumes", written->volumes},
+                                       {"directory", v.directory}, {"bytes", v.bytes},
+                                       {"write_seconds", v.write_seconds}, {"verify_seconds", v.verify_seconds}});
+            out["written"].push_back(entry);
+        }
         return out;
     }
 
@@ -401,6 +530,49 @@ struct SenderService::Impl {
             });
             return;
         }
+        if (command == "media_write") {
+            require_role(peer, Role::operator_, roles);
+            MediaRequest m;
+            auto path_of = [](const json& v, const char* what) {
+                if (!v.is_string()) throw std::runtime_error(std::string("media_write: \"") + what + "\" must be a path");
+                fs::path p = v.get<std::string>();
+                if (!p.is_absolute()) throw std::runtime_error(std::string("media_write: ") + what + " must be absolute: " + p.string());
+                return p;
+            };
+            m.source = path_of(request.value("path", json()), "path");
+            if (!request.contains("to") || !request["to"].is_array() || request["to"].empty() || request["to"].size() > 64) {
+                throw std::runtime_error("media_write: \"to\" lists 1 to 64 mount directories");
+            }
+            for (const auto& t : request["to"]) m.targets.push_back(path_of(t, "to"));
+            m.volume_bytes = request.value("volume_bytes", std::uint64_t{0});
+            m.parity = request.value("parity", 0u);
+            m.first_volume = request.value("volume", 1u);
+            if (m.parity > 200) throw std::runtime_error("media_write: parity is 1..200 %");
+            if (m.first_volume == 0) throw std::runtime_error("media_write: volumes are numbered from 1");
+            if (request.contains("key")) {
+                auto decoded = bundle::base64_decode(request["key"].get<std::string>());
+                if (!decoded || decoded->size() < media::kMinKeyBytes || decoded->size() > 4096) {
+                    throw std::runtime_error("media_write: the key must be 32 to 4096 bytes");
+                }
+                m.key = media::MediaKey{std::vector<std::byte>(reinterpret_cast<const std::byte*>(decoded->data()),
+                                                               reinterpret_cast<const std::byte*>(decoded->data()) + decoded->size())};
+            }
+            std::string who = peer.user;
+            boost::asio::post(media_pool, [this, m = std::move(m), who, respond] {
+                try {
+                    auto r = write_media(m, who);
+                    if (r) {
+                        respond(json{{"ok", true}, {"media", *r}});
+                    } else {
+                        log_warning("media_write_refused", {{"path", m.source}, {"by", who}, {"error", r.error().message}});
+                        respond(json{{"ok", false}, {"error", r.error().message}});
+                    }
+                } catch (const std::exception& e) {
+                    respond(json{{"ok", false}, {"error", e.what()}});
+                }
+            });
+            return;
+        }
         if (command == "queue") {
             files::require_any_role(peer, roles);
             respond(json{{"ok", true}, {"queue", queue_json()}});
@@ -418,7 +590,7 @@ struct SenderService::Impl {
             respond(s);
             return;
         }
-        throw std::runtime_error("unknown command \"" + command + "\" (the sender daemon answers push, queue, status, audit)");
+        throw std::runtime_error("unknown command \"" + command + "\" (the sender daemon answers push, media_write, queue, status, audit)");
     }
 
     // ---- sending (send thread) ----------------------------------------------------
@@ -765,6 +937,8 @@ void SenderService::stop() {
     if (impl_->control) impl_->control->stop();
     impl_->intake_pool.stop();  // queued intakes are dropped (their callers get no answer and retry); one in progress finishes
     impl_->intake_pool.join();
+    impl_->media_pool.stop();  // a media write in progress finishes (it removes what it left unfinished on failure)
+    impl_->media_pool.join();
     if (impl_->send_thread.joinable()) impl_->send_thread.join();
     impl_->write_metrics();
     impl_->audit->stop_serving();
@@ -791,6 +965,7 @@ void SenderService::reload() {
         impl_->config.passes = fresh.passes;
         impl_->config.roles = fresh.roles;
         impl_->config.metrics_file = fresh.metrics_file;
+        impl_->config.media = fresh.media;
     }
     log_info("config_reloaded", {{"file", impl_->config.config_file}});
     for (const auto& what : restart) log_warning("config_change_needs_restart", {{"section", what}});

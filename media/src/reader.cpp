@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <optional>
 
 #include "crypto.hpp"
@@ -158,7 +159,7 @@ Result<MediumScan> scan_medium(const fs::path& mountdir, const MediaKey* key, co
                 scan.ignored.push_back(rel + ": " + kind_of(st.st_mode));
             }
         }
-        std::map<unsigned, const VolumeIndex*> found_here;
+        std::set<unsigned> unreadable;  // volumes whose index failed: their segments are covered by that problem
         for (const auto& [volume, present] : indexes) {
             char base[16];
             std::snprintf(base, sizeof base, "v%04u", volume);
@@ -196,13 +197,16 @@ Result<MediumScan> scan_medium(const fs::path& mountdir, const MediaKey* key, co
                 std::string why;
                 for (const auto& f : failures) why += (why.empty() ? "" : "; ") + f;
                 scan.problems.push_back(rel_dir + " volume " + std::to_string(volume) + ": " + why);
+                unreadable.insert(volume);
                 continue;
             }
             for (const auto& f : failures) fv.notes.push_back(f + " (the other copy was read)");
             scan.volumes.push_back(std::move(fv));
         }
         // Segment files that no readable index lists are reported, not read.
+        std::sort(segments.begin(), segments.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
         for (const auto& [name, n] : segments) {
+            if (unreadable.count(n.volume)) continue;
             bool listed = false;
             for (const auto& fv : scan.volumes) {
                 if (fv.directory != dir || fv.index.volume != n.volume) continue;
@@ -211,6 +215,7 @@ Result<MediumScan> scan_medium(const fs::path& mountdir, const MediaKey* key, co
             if (!listed) scan.ignored.push_back(rel_dir + "/" + name + ": not listed by a readable index");
         }
     }
+    std::sort(scan.ignored.begin(), scan.ignored.end());
     return scan;
 }
 

@@ -233,8 +233,8 @@ TEST_CASE("the index copies: one damaged or missing, the other is read and a not
         CHECK(scan->problems ==
               std::vector<std::string>{rel + " volume 1: v0001.index: checksum mismatch: the index is damaged; "
                                              "v0001.index2: too short to be an index"});
-        CHECK(scan->ignored.size() == 6);
-        for (const auto& i : scan->ignored) CHECK_THAT(i, Catch::EndsWith(".seg: not listed by a readable index"));
+        // The problem covers the volume's segments: they are not listed one by one.
+        CHECK(scan->ignored.empty());
     }
     SECTION("both missing: the segments are reported as not listed") {
         fs::remove(dir / "v0001.index");

@@ -83,6 +83,18 @@ struct AuditConfig {
     }
 };
 
+/// `[media]` (both daemons): removable media (docs/media.md).
+struct MediaConfig {
+    /// [key] pre-shared AES key file (32..4096 bytes, mode 0600). Sender: every
+    /// medium is encrypted with it (a request may name another key). Receiver:
+    /// the key encrypted media are read with.
+    std::optional<std::filesystem::path> key_file;
+    unsigned parity_percent = 10;  ///< [parity] sender: Reed-Solomon parity per block, 1..200 %
+    /// [watch] receiver: mount points whose media are imported when they appear (absolute paths).
+    std::vector<std::filesystem::path> watch;
+    std::chrono::milliseconds poll_interval{5000};  ///< [poll_interval] receiver: how often watch points are looked at, 1s..1h
+};
+
 struct SenderConfig {
     std::filesystem::path config_file;  ///< absolute path of the file read
     std::filesystem::path state_dir{"/var/lib/sluice/sender"};
@@ -95,6 +107,7 @@ struct SenderConfig {
     LinkConfig link;
     RolesConfig roles;
     AuditConfig audit;
+    MediaConfig media;
 };
 
 /// `[import]` (receiver): quarantine, scanning, policy, approval and release of
@@ -121,6 +134,7 @@ struct ReceiverConfig {
     LinkConfig link;
     RolesConfig roles;
     AuditConfig audit;
+    MediaConfig media;
 };
 
 /// Reads and checks a sender configuration. Throws ConfigError, and nothing else.
