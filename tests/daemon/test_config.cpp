@@ -162,7 +162,7 @@ TEST_CASE("config errors name file, line and key", "[daemon][config]") {
     }
     SECTION("unknown table") {
         CHECK(sender_error(d, kSenderHead + kLinkSender + "[rolse]\n") ==
-              f + ":6: rolse: unknown table (did you mean \"roles\"?); allowed tables: sender, link, roles, audit");
+              f + ":6: rolse: unknown table (did you mean \"roles\"?); allowed tables: sender, link, roles, audit, media");
     }
     SECTION("a receiver table in a sender file") {
         CHECK(sender_error(d, "[receiver]\n") ==
@@ -225,7 +225,7 @@ TEST_CASE("config errors name file, line and key", "[daemon][config]") {
         write_file(d.dir / "link.key", "short");
         CHECK(sender_error(d, kSenderHead + kLinkSender + "key_file = \"link.key\"\n") ==
               f + ":6: link.key_file: " + key +
-                  " holds 5 bytes; a link key needs at least 16 (e.g. head -c 32 /dev/urandom > FILE)");
+                  " holds 5 bytes; a key needs at least 16 (e.g. head -c 32 /dev/urandom > FILE)");
         CHECK(sender_error(d, kSenderHead + kLinkSender + "key_file = \"nope.key\"\n") ==
               f + ":6: link.key_file: cannot use " + (d.dir / "nope.key").string() + ": No such file or directory");
     }
