@@ -6,7 +6,8 @@
 # one-way UDP link; the receiver quarantines it, scans it with ClamAV, holds it
 # for an officer, releases it, takes the next version and rolls back, and
 # rejects a bundle ClamAV flags; auditors trace every hop on both sides in the
-# audit logs, and an edited log is caught. Run scripts/setup.sh first (the
+# audit logs, and an edited log is caught. A later release crosses on two
+# encrypted USB sticks instead, one of them damaged. Run scripts/setup.sh first (the
 # README's first command does both).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -198,12 +199,43 @@ run "$sluice" pending --all --socket run/receiver.sock
 echo "  receiver log, import events:"
 grep -E 'bundle_quarantined|scan_result|rule_result|approval_pending|bundle_approved|bundle_released|bundle_rejected|channel_rolled_back' receiver.log | sed 's/^/    /'
 
-step "13. The audit log: every hop on both sides, who approved, how to roll back, and proof it was not edited"
+step "13. No diode? The same pipeline on removable media: two encrypted volumes, a damaged stick, any order"
+head -c 32 /dev/urandom > media.key && chmod 600 media.key   # pre-shared, carried separately from the sticks
+cp -r release-1.5.0 release-1.6.0
+echo '{"suite": "internal-qa-v3", "accuracy": 0.931, "previous": 0.925}' > release-1.6.0/eval/report.json
+"$sluice" bundle create release-1.6.0 --out bundle-1.6.0 --channel models --version 1.6.0 --previous 1.5.0 \
+    --changes "Adapter retrained on corrected manuals" --reason "QA accuracy 0.925 -> 0.931" \
+    --approved-by "Model release board, ticket REL-160" --rollback-to 1.4.0 \
+    --sign keys/release-eng.key --sign keys/reviewer.key >/dev/null
+"$sluice" bundle pack bundle-1.6.0 --out models-1.6.0.tar >/dev/null
+id4=$("$sluice" bundle inspect models-1.6.0.tar --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["bundle_id"])')
+mkdir -p usb1 usb2   # two small USB sticks, mounted
+run "$sluice" media write models-1.6.0.tar --to usb1 --to usb2 --volume-size 56M --encrypt-key media.key \
+    --socket run/sender.sock
+echo "  On a stick: numbered files, no bundle id, channel, version or file name in clear:"
+find usb1 -type f | sort | head -n 4 | sed 's/^/    /'; echo "    …"
+if grep -rqaF -e models -e 1.6.0 -e "$id4" usb1 usb2; then echo "demo: the encrypted media show the bundle" >&2; exit 1; fi
+echo "  Stick 1 had a rough trip: one segment file lost, a few sectors of another overwritten."
+stick1=$(echo usb1/SLUICE/*)
+rm "$stick1/v0001-c0000-s004.seg"
+dd if=/dev/urandom of="$stick1/v0001-c0000-s010.seg" bs=4096 seek=3 count=2 conv=notrunc status=none
+run "$sluice" media import usb2 --key media.key --socket run/receiver.sock      # volume 2 arrives first
+run "$sluice" media status --socket run/receiver.sock
+run "$sluice" media import usb1 --key media.key --socket run/receiver.sock      # parity repairs stick 1
+wait_state "$id4" pending_approval
+run "$sluice" approve "${id4:0:12}" --reason "Reviewed REL-160; arrived on media, scans clean" --socket run/receiver.sock
+run "$sluice" releases models --socket run/receiver.sock
+[ "$(readlink releases/models/current)" = 1.6.0 ] || { echo "demo: 1.6.0 from media was not released" >&2; exit 1; }
+run "$sluice" bundle verify releases/models/current --trust trust --min-signers 2
+
+step "14. The audit log: every hop on both sides, who approved, how to roll back, and proof it was not edited"
 # The sender's events (who pushed it, each pass) crossed the diode with the bundle.
 run "$sluice" audit trace "${id2:0:12}" --socket run/receiver.sock
 run "$sluice" audit report "${id2:0:12}" --socket run/receiver.sock
 run "$sluice" audit query --actor "$me" --socket run/receiver.sock
 run "$sluice" audit query --event bundle_submitted --socket run/sender.sock
+# On media the sender's events travel in every volume's index.
+run "$sluice" audit trace "${id4:0:12}" --socket run/receiver.sock
 run "$sluice" audit export --format syslog --output audit-receiver.log --socket run/receiver.sock
 echo "  $(wc -l < audit-receiver.log) RFC 5424 lines for a SIEM in audit-receiver.log, e.g.:"
 head -n 1 audit-receiver.log | cut -c1-200 | sed 's/^/    /'
