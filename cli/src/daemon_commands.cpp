@@ -120,6 +120,13 @@ void print_receiver(const json& s) {
         for (const auto& [state, n] : s["imports"].items()) counts += (counts.empty() ? "" : ", ") + n.dump() + " " + state;
         std::cout << "  imports     " << (counts.empty() ? "none yet" : counts) << " (sluice pending)\n";
     }
+    if (s.contains("media") && s["media"].is_object()) {
+        const auto& m = s["media"];
+        std::cout << "  media       " << m.value("unfinished", 0) << " bundle(s) waiting for more volumes, "
+                  << m.value("sets", 0) - m.value("unfinished", 0) << " complete (sluice media status)";
+        if (!m["watch"].empty()) std::cout << "; watching " << m["watch"].dump();
+        std::cout << "\n";
+    }
     if (!s["alarms"].empty()) {
         std::cout << "  alarms (newest first)\n";
         for (const auto& a : s["alarms"]) std::cout << "    " << a.dump() << "\n";

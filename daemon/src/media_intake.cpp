@@ -206,16 +206,11 @@ bool MediaIntake::handles(const std::string& command) { return command == "media
 void MediaIntake::handle(const json& request, const Peer& peer, const RolesConfig& roles, ControlResponder respond) {
     const std::string command = request.at("command").get<std::string>();
     if (command == "media_status") {
+        // Answered at once, also while a volume is being read (from copies and the durable progress).
         files::require_any_role(peer, roles);
-        boost::asio::post(pool_, [this, respond] {
-            try {
-                json s = status_json();
-                s["ok"] = true;
-                respond(s);
-            } catch (const std::exception& e) {
-                respond(json{{"ok", false}, {"error", e.what()}});
-            }
-        });
+        json s = status_json();
+        s["ok"] = true;
+        respond(s);
         return;
     }
     require_role(peer, Role::operator_, roles);
@@ -357,10 +352,14 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
         std::lock_guard lock(mutex_);
         record->outcome = entry["outcome"];
         record->outcome["at"] = files::now_rfc3339();
-    } else {
-        entry["needed"] = needs_of(*record);
     }
-    save(*record);
+    std::unique_ptr<SetRecord> snapshot;
+    {
+        std::lock_guard lock(mutex_);
+        snapshot = std::make_unique<SetRecord>(*record);
+    }
+    if (!v.already_delivered && !v.archive_complete()) entry["needed"] = needs_of(*snapshot);
+    save(*snapshot);
     {
         std::lock_guard lock(mutex_);
         recent_.push_back({{"bundle", bundle}, {"channel", ix.info.channel}, {"version", ix.info.version},
@@ -374,13 +373,10 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
 
 json MediaIntake::needs_of(const SetRecord& record) {
     json out = json::array();
-    auto opened = store_.open(transfer::staging_key(record.index.info), record.index.info);
-    if (!opened) return json::array({opened.error().message});
-    const std::string key = transfer::staging_key(record.index.info);
-    transfer::BlockSet held = opened->already_delivered ? transfer::BlockSet() : std::move(opened->held);
-    store_.release(key);
-    if (opened->already_delivered) return out;
-    for (const auto& n : media::still_needed(record.index, held, record.imports)) {
+    // What is durable, read without opening the staging area (an import may be writing it).
+    auto held = store_.durable_blocks(transfer::staging_key(record.index.info), record.index.info);
+    if (!held) return out;  // delivered
+    for (const auto& n : media::still_needed(record.index, *held, record.imports)) {
         out.push_back({{"volume", n.volume},
                        {"blocks_missing", n.blocks_missing},
                        {"ranges", ranges_json(n.ranges)},
@@ -393,12 +389,12 @@ json MediaIntake::needs_of(const SetRecord& record) {
 
 json MediaIntake::status_json() {
     json sets = json::array();
-    std::vector<SetRecord*> records;
+    std::vector<std::unique_ptr<SetRecord>> records;  // copies: the media thread may update the originals
     {
         std::lock_guard lock(mutex_);
-        for (auto& [id, r] : sets_) records.push_back(r.get());
+        for (auto& [id, r] : sets_) records.push_back(std::make_unique<SetRecord>(*r));
     }
-    for (auto* r : records) {
+    for (auto& r : records) {
         json e{{"set", r->set},
                {"bundle", transfer::to_hex(r->index.info.bundle_id)},
                {"channel", r->index.info.channel},

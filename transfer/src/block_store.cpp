@@ -386,6 +386,18 @@ void FileBlockStore::flush(const std::string& key) {
     });
 }
 
+std::optional<BlockSet> FileBlockStore::durable_blocks(const std::string& key, const TransferInfo& info) const {
+    std::lock_guard lock(impl_->mutex);  // not while a checkpoint renames the progress file
+    std::error_code ec;
+    if (fs::exists(impl_->delivered(key), ec)) return std::nullopt;
+    std::ifstream in(impl_->dir(key) / "progress", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.good() || in.eof()) {
+        if (auto held = decode_progress(std::as_bytes(std::span(bytes.data(), bytes.size())), info)) return std::move(*held);
+    }
+    return BlockSet(info.blocks());
+}
+
 bool FileBlockStore::has_staging(const std::string& key) const {
     std::error_code ec;
     return fs::exists(archive_path(key), ec);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -104,6 +105,10 @@ public:
     void flush();
     /// Waits until the checkpoints of `key` handed over so far are on disk.
     void flush(const std::string& key);
+    /// The blocks of `key` whose last checkpoint is on disk, read without opening
+    /// the staging area (safe while another thread writes it): an empty set when
+    /// nothing is staged; nullopt when the archive was delivered already.
+    [[nodiscard]] std::optional<BlockSet> durable_blocks(const std::string& key, const TransferInfo& info) const;
     /// Whether a staging area exists for `key` (finalize failed on I/O, not on a digest mismatch).
     [[nodiscard]] bool has_staging(const std::string& key) const;
     /// Removes staging areas not in use whose progress is older than `max_age`
