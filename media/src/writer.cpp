@@ -166,6 +166,110 @@ private:
     std::vector<std::thread> threads_;
 };
 
+/// Reads the archive (asking for the next stretch ahead) and computes each
+/// block's parity on its own thread, a few blocks ahead of the framing thread.
+class BlockSource {
+public:
+    BlockSource(int fd, const fs::path& name, std::uint64_t archive_bytes, transfer::BlockCodec& codec,
+                std::uint64_t first, std::uint64_t end)
+        : fd_(fd), name_(name), archive_bytes_(archive_bytes), codec_(codec), first_(first), end_(end) {
+        const auto& fec = codec_.params();
+        for (unsigned i = 0; i < kRing; ++i) {
+            buffers_.emplace_back(std::size_t{fec.data_symbols + fec.parity_symbols} * fec.symbol_bytes);
+            free_.push_back(i);
+        }
+        thread_ = std::thread([this] { run(); });
+    }
+    ~BlockSource() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    BlockSource(const BlockSource&) = delete;
+    BlockSource& operator=(const BlockSource&) = delete;
+
+    /// The next block's K+M symbols (data, then parity), in block order; valid until done().
+    Result<const std::byte*> next() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return !ready_.empty() || error_.has_value(); });
+        if (ready_.empty()) return *error_;
+        current_ = ready_.front();
+        ready_.pop_front();
+        return buffers_[current_].data();
+    }
+    void done() {
+        {
+            std::lock_guard lock(mutex_);
+            free_.push_back(current_);
+        }
+        cv_.notify_all();
+    }
+
+private:
+    static constexpr unsigned kRing = 4;
+
+    void run() {
+        const auto& fec = codec_.params();
+        const std::size_t S = fec.symbol_bytes;
+        const std::uint64_t block_bytes = std::uint64_t{fec.data_symbols} * S;
+        std::vector<const std::byte*> data(fec.data_symbols);
+        std::vector<std::byte*> parity(fec.parity_symbols);
+        std::uint64_t advised = first_ * block_bytes;
+        for (std::uint64_t b = first_; b < end_; ++b) {
+            unsigned slot = 0;
+            {
+                std::unique_lock lock(mutex_);
+                cv_.wait(lock, [&] { return stopping_ || !free_.empty(); });
+                if (stopping_) return;
+                slot = free_.front();
+                free_.pop_front();
+            }
+            std::byte* symbols = buffers_[slot].data();
+            const std::uint64_t offset = b * block_bytes;
+            const std::size_t want = static_cast<std::size_t>(std::min(block_bytes, archive_bytes_ - offset));
+            if (offset + kReadAhead / 2 >= advised) {
+                // Ask for the next stretch now: the disk reads it while these blocks are encoded.
+                ::posix_fadvise(fd_, static_cast<off_t>(advised), static_cast<off_t>(kReadAhead), POSIX_FADV_WILLNEED);
+                advised += kReadAhead;
+            }
+            auto got = detail::read_at(fd_, std::span(symbols, want), offset, name_);
+            if (got && *got != want) got = fail(name_.string() + " is shorter than announced (it changed?)");
+            if (!got) {
+                std::lock_guard lock(mutex_);
+                error_ = got.error();
+                cv_.notify_all();
+                return;
+            }
+            std::memset(symbols + want, 0, block_bytes - want);
+            for (unsigned i = 0; i < fec.data_symbols; ++i) data[i] = symbols + std::size_t{i} * S;
+            for (unsigned i = 0; i < fec.parity_symbols; ++i) parity[i] = symbols + std::size_t{fec.data_symbols + i} * S;
+            codec_.encode(data, parity);
+            {
+                std::lock_guard lock(mutex_);
+                ready_.push_back(slot);
+            }
+            cv_.notify_all();
+        }
+    }
+
+    int fd_;
+    fs::path name_;
+    std::uint64_t archive_bytes_;
+    transfer::BlockCodec& codec_;
+    std::uint64_t first_, end_;
+    std::vector<std::vector<std::byte>> buffers_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<unsigned> free_, ready_;
+    unsigned current_ = 0;
+    std::optional<Error> error_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
 class VolumeWriter {
 public:
     VolumeWriter(const WriteRequest& req, const Layout& layout, const Sha256& set_id, unsigned volumes,
@@ -293,13 +397,7 @@ private:
         const std::size_t record = layout_.record_bytes();
         const std::size_t frame = transfer::frame_size(S, false);
         const std::uint64_t block_bytes = std::uint64_t{fec.data_symbols} * S;
-        std::vector<std::byte> symbols(std::size_t{total} * S);
-        std::vector<const std::byte*> data_ptrs(fec.data_symbols);
-        std::vector<std::byte*> parity_ptrs(fec.parity_symbols);
-        for (unsigned i = 0; i < fec.data_symbols; ++i) data_ptrs[i] = symbols.data() + std::size_t{i} * S;
-        for (unsigned i = 0; i < fec.parity_symbols; ++i) {
-            parity_ptrs[i] = symbols.data() + std::size_t{fec.data_symbols + i} * S;
-        }
+        (void)total;
         const std::size_t buffer_records = std::max<std::size_t>(1, kBufferBytes / record);
         const bool aligned = record % detail::AlignedBuffer::kAlign == 0;
         transfer::FrameHeader header;
@@ -308,7 +406,7 @@ private:
         header.transfer = index_.transfer();
 
         WritePipeline pipeline(kWriters, layout_.stripes + 4 * kWriters, buffer_records * record);
-        std::uint64_t advised = index_.first_block * block_bytes;
+        BlockSource source(archive_fd, req_.archive, req_.info.archive_bytes, codec_, index_.first_block, index_.end_block);
         std::size_t seg_at = 0;
         std::uint64_t encoded = 0;
         while (seg_at < index_.segments.size()) {
@@ -334,16 +432,9 @@ private:
             for (std::uint64_t b = first; b < end; ++b) {
                 const std::uint64_t offset = b * block_bytes;
                 const std::size_t want = static_cast<std::size_t>(std::min(block_bytes, req_.info.archive_bytes - offset));
-                if (offset + kReadAhead / 2 >= advised) {
-                    // Ask for the next stretch now: the disk reads it while these blocks are encoded.
-                    ::posix_fadvise(archive_fd, static_cast<off_t>(advised), static_cast<off_t>(kReadAhead), POSIX_FADV_WILLNEED);
-                    advised += kReadAhead;
-                }
-                auto got = detail::read_at(archive_fd, std::span(symbols.data(), want), offset, req_.archive);
-                if (!got) return got.error();
-                if (*got != want) return fail(req_.archive.string() + " is shorter than announced (it changed?)");
-                std::memset(symbols.data() + want, 0, block_bytes - want);
-                codec_.encode(data_ptrs, parity_ptrs);
+                auto next = source.next();
+                if (!next) return next.error();
+                const std::byte* symbols = *next;
                 header.block = static_cast<std::uint32_t>(b);
                 if (pipeline.failed()) break;
                 for (unsigned w = 0; w < layout_.stripes; ++w) {
@@ -354,7 +445,7 @@ private:
                         const unsigned s = w * layout_.run + j;
                         header.symbol = static_cast<std::uint16_t>(s);
                         std::span<std::byte> slot(o.buffer->data() + o.used, record);
-                        auto len = transfer::encode_frame(header, std::span(symbols.data() + std::size_t{s} * S, S),
+                        auto len = transfer::encode_frame(header, std::span(symbols + std::size_t{s} * S, S),
                                                           nullptr, slot);
                         if (!len || *len != frame) return fail("internal error: frame encoding failed");
                         if (cipher_) {
@@ -366,6 +457,7 @@ private:
                         if (o.used == o.buffer->size()) pipeline.submit(o);
                     }
                 }
+                source.done();
                 encoded += want;
                 if (progress_) progress_(volume, encoded);
             }
