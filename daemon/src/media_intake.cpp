@@ -270,7 +270,12 @@ json MediaIntake::import_mount(const fs::path& mount, const media::MediaKey* key
             std::lock_guard lock(mutex_);
             if (!seen_[mount].insert(seen_key).second) continue;
         }
-        out["volumes"].push_back(import_one(fv, mount, key, actor));
+        json entry = import_one(fv, mount, key, actor);
+        if (from_watch && entry.contains("error")) {
+            std::lock_guard lock(mutex_);
+            seen_[mount].erase(seen_key);  // the store failed (disk full): the next poll tries again
+        }
+        out["volumes"].push_back(std::move(entry));
     }
     if (scan->volumes.empty() && scan->problems.empty()) out["note"] = "no Sluice volume on " + mount.string();
     return out;
