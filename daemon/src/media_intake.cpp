@@ -96,7 +96,6 @@ struct MediaIntake::SetRecord {
     [[nodiscard]] json to_json() const {
         media::VolumeIndex bare = index;
         bare.hops.clear();
-        auto bytes = media::encode_index(bare, nullptr);
         json imp = json::object();
         for (const auto& [v, i] : imports) {
             json e = import_json(i);
@@ -109,7 +108,8 @@ struct MediaIntake::SetRecord {
                 {"version", index.info.version},
                 {"volumes", index.volumes},
                 {"encrypted", index.layout.encrypted},
-                {"index", bundle::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()))},
+                {"index_volume", index.volume},
+                {"index", media::encode_index_body(bare)},
                 {"imports", imp},
                 {"outcome", outcome}};
     }
@@ -117,12 +117,12 @@ struct MediaIntake::SetRecord {
     static std::unique_ptr<SetRecord> from_json(const json& j) {
         auto r = std::make_unique<SetRecord>();
         r->set = j.at("set").get<std::string>();
-        auto raw = bundle::base64_decode(j.at("index").get<std::string>());
-        if (!raw) throw std::runtime_error("the index is not base64");
-        auto parsed = media::parse_index(std::as_bytes(std::span(*raw)), nullptr);
+        auto set_id = transfer::sha256_from_hex(r->set);
+        if (!set_id) throw std::runtime_error("the set id is not a SHA-256");
+        auto parsed = media::parse_index_body(j.at("index").get<std::string>(), *set_id, j.at("index_volume").get<unsigned>(),
+                                              j.at("encrypted").get<bool>());
         if (parsed.error != media::IndexError::none) throw std::runtime_error("the index: " + parsed.message);
         r->index = std::move(parsed.index);
-        r->index.layout.encrypted = j.at("encrypted").get<bool>();
         for (const auto& [v, e] : j.at("imports").items()) {
             unsigned volume = static_cast<unsigned>(std::stoul(v));
             r->imports[volume] = import_from(e);
@@ -299,6 +299,34 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
     }
     store_.flush(imported->staging_key);
     const auto& v = *imported;
+    if (v.already_delivered) {
+        // Nothing was read: the archive came before (on this or another medium, or the diode).
+        entry["already_delivered"] = true;
+        entry["outcome"] = {{"already_delivered", true}};
+        (void)audit_.record({"media_volume_imported", bundle, ix.info.channel, actor, "ok",
+                             {{"version", ix.info.version}, {"volume", ix.volume}, {"volumes", ix.volumes},
+                              {"path", mount.string()}, {"set", set}, {"already_delivered", true}}});
+        log_info("media_volume_already_delivered", {{"bundle", bundle}, {"volume", ix.volume}, {"path", mount}});
+        std::unique_ptr<SetRecord> snapshot;
+        {
+            std::lock_guard lock(mutex_);
+            auto& slot = sets_[set];
+            if (!slot) {
+                slot = std::make_unique<SetRecord>();
+                slot->set = set;
+                slot->index = ix;
+                slot->index.hops.clear();
+            }
+            if (slot->outcome.is_null()) slot->outcome = {{"already_delivered", true}, {"at", files::now_rfc3339()}};
+            snapshot = std::make_unique<SetRecord>(*slot);
+            recent_.push_back({{"bundle", bundle}, {"channel", ix.info.channel}, {"version", ix.info.version},
+                               {"volume", ix.volume}, {"volumes", ix.volumes}, {"at", files::now_rfc3339()},
+                               {"from", mount.string()}, {"by", actor}, {"complete", true}, {"already_delivered", true}});
+            if (recent_.size() > kRecentKept) recent_.erase(recent_.begin());
+        }
+        save(*snapshot);
+        return entry;
+    }
     json damaged = damaged_segments(fv, v);
     entry["already_delivered"] = v.already_delivered;
     entry["blocks"] = v.blocks;
@@ -343,9 +371,7 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
     log_info("media_volume_imported", {{"bundle", bundle}, {"volume", ix.volume}, {"volumes", ix.volumes},
                                        {"repaired", v.blocks_repaired}, {"unrecoverable", v.unrecoverable.size()},
                                        {"held", v.archive_blocks_held}, {"of", v.archive_blocks}});
-    if (v.already_delivered) {
-        entry["outcome"] = {{"already_delivered", true}};
-    } else if (v.archive_complete()) {
+    if (v.archive_complete()) {
         Arrival a;
         a.info = ix.info;
         a.key = v.staging_key;
@@ -363,14 +389,14 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
         std::lock_guard lock(mutex_);
         snapshot = std::make_unique<SetRecord>(*record);
     }
-    if (!v.already_delivered && !v.archive_complete()) entry["needed"] = needs_of(*snapshot);
+    if (!v.archive_complete()) entry["needed"] = needs_of(*snapshot);
     save(*snapshot);
     {
         std::lock_guard lock(mutex_);
         recent_.push_back({{"bundle", bundle}, {"channel", ix.info.channel}, {"version", ix.info.version},
                            {"volume", ix.volume}, {"volumes", ix.volumes}, {"at", files::now_rfc3339()},
                            {"from", mount.string()}, {"by", actor},
-                           {"complete", v.archive_complete() || v.already_delivered}});
+                           {"complete", v.archive_complete()}});
         if (recent_.size() > kRecentKept) recent_.erase(recent_.begin());
     }
     return entry;

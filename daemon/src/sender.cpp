@@ -371,8 +371,23 @@ struct SenderService::Impl {
     Result<json> write_media(const MediaRequest& m, const std::string& who) {
         fs::path tmp = outbox_dir / (".media-" + std::to_string(files::random_u64()) + ".tar");
         files::RemoveOnExit cleanup{tmp};
+        json targets = json::array();
+        for (const auto& t : m.targets) targets.push_back(t.string());
+        auto refuse = [&](const Error& e) -> Error {
+            log_warning("media_write_refused", {{"path", m.source}, {"by", who}, {"error", e.message}});
+            (void)audit->record({"media_write_refused", "", "", who, "refused",
+                                 {{"path", m.source.string()}, {"targets", targets}, {"error", e.message}}});
+            return e;
+        };
+        // A mistyped mount point is refused before anything is recorded as started.
+        for (const auto& t : m.targets) {
+            std::error_code ec;
+            if (!fs::is_directory(t, ec)) {
+                return refuse(Error{t.string() + " is not a directory (mount the medium and name its mount point)"});
+            }
+        }
         auto prepared = prepare(m.source, tmp);
-        if (!prepared) return prepared.error();
+        if (!prepared) return refuse(prepared.error());
         const auto& report = prepared->report;
         std::optional<media::MediaKey> key = m.key;
         unsigned parity = m.parity;
@@ -380,7 +395,7 @@ struct SenderService::Impl {
             std::lock_guard lock(mutex);
             if (!key && config.media.key_file) {
                 auto loaded = media::load_key(*config.media.key_file);
-                if (!loaded) return loaded.error();
+                if (!loaded) return refuse(loaded.error());
                 key = std::move(*loaded);
             }
             if (parity == 0) parity = config.media.parity_percent;
@@ -402,8 +417,6 @@ struct SenderService::Impl {
         char host[256] = {};
         ::gethostname(host, sizeof host - 1);
         req.host = host;
-        json targets = json::array();
-        for (const auto& t : m.targets) targets.push_back(t.string());
         const std::string& bundle_id = report.bundle_id;
         const std::string& channel = report.release.channel;
 
@@ -564,7 +577,6 @@ struct SenderService::Impl {
                     if (r) {
                         respond(json{{"ok", true}, {"media", *r}});
                     } else {
-                        log_warning("media_write_refused", {{"path", m.source}, {"by", who}, {"error", r.error().message}});
                         respond(json{{"ok", false}, {"error", r.error().message}});
                     }
                 } catch (const std::exception& e) {

@@ -277,7 +277,7 @@ std::string directory_name(const VolumeIndex& index) {
 
 // ---- the index -----------------------------------------------------------------
 
-std::vector<std::byte> encode_index(const VolumeIndex& ix, const MediaKey* key) {
+std::string encode_index_body(const VolumeIndex& ix) {
     json segments = json::array();
     for (const auto& s : ix.segments) {
         segments.push_back({{"set", s.set}, {"stripe", s.stripe}, {"records", s.records}, {"bytes", s.bytes},
@@ -307,7 +307,11 @@ std::vector<std::byte> encode_index(const VolumeIndex& ix, const MediaKey* key) 
         {"host", ix.host},
         {"hops", ix.hops},
     };
-    std::string text = body.dump();
+    return body.dump();
+}
+
+std::vector<std::byte> encode_index(const VolumeIndex& ix, const MediaKey* key) {
+    const std::string text = encode_index_body(ix);
     const bool enc = ix.layout.encrypted && key != nullptr;
     std::vector<std::byte> out(kEnvelopeHeader);
     std::memcpy(out.data(), kIndexMagic.data(), kIndexMagic.size());
@@ -385,6 +389,21 @@ IndexParse parse_index(std::span<const std::byte> bytes, const MediaKey* key, co
                          std::span<const std::byte, kTagBytes>(bytes.data() + kEnvelopeHeader + length, kTagBytes))) {
             return refuse(IndexError::damaged, "the index fails its authentication tag (damaged or forged)");
         }
+    }
+    return parse_index_body(text, set_id, volume, enc, limits);
+}
+
+IndexParse parse_index_body(std::string_view text, const Sha256& set_id, unsigned volume, bool enc,
+                            const IndexLimits& limits) {
+    IndexParse r;
+    auto refuse = [&](IndexError e, std::string m) {
+        r.error = e;
+        r.message = std::move(m);
+        return r;
+    };
+    if (text.size() > limits.max_body_bytes) {
+        return refuse(IndexError::invalid, "the index body is " + std::to_string(text.size()) +
+                                               " bytes, over the limit of " + std::to_string(limits.max_body_bytes));
     }
     bool too_deep = false;
     json body = json::parse(

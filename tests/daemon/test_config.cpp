@@ -323,3 +323,137 @@ TEST_CASE("[audit]: defaults under state_dir, every key checked", "[daemon][conf
     CHECK_THAT(receiver_error(d, kReceiverHead + "[link]\nlanes = [\"127.0.0.1:47000\"]\n[audit]\ncheckpoint_interval = \"0s\"\n"),
                Catch::Contains("audit.checkpoint_interval"));
 }
+
+TEST_CASE("[media]: defaults, every key, its bounds and its side", "[daemon][config]") {
+    ConfigDir d;
+    const std::string link = "[link]\nlanes = [\"127.0.0.1:47000\"]\n";  // receiver: lines 3-4
+    const auto key_file = [&](const std::string& name, std::size_t bytes, unsigned mode) {
+        write_file(d.dir / name, std::string(bytes, 'k'));
+        ::chmod((d.dir / name).c_str(), mode);
+        return (d.dir / name).string();
+    };
+
+    SECTION("defaults, without the table and with an empty one") {
+        for (const std::string& extra : {std::string(), std::string("[media]\n")}) {
+            const SenderConfig s = load_sender_config(d.write("sender.toml", kSenderHead + kLinkSender + extra));
+            CHECK_FALSE(s.media.key_file);
+            CHECK(s.media.parity_percent == 10);
+            CHECK(s.media.watch.empty());
+            CHECK(s.media.poll_interval == 5s);
+            const ReceiverConfig r = load_receiver_config(d.write("receiver.toml", kReceiverHead + link + extra));
+            CHECK_FALSE(r.media.key_file);
+            CHECK(r.media.parity_percent == 10);
+            CHECK(r.media.watch.empty());
+            CHECK(r.media.poll_interval == 5s);
+        }
+    }
+
+    SECTION("every key set: paths resolved, watch points normalised, the bounds themselves accepted") {
+        key_file("keys/media.key", 32, 0600);
+        const SenderConfig s = load_sender_config(
+            d.write("sender.toml", kSenderHead + kLinkSender + "[media]\nkey = \"keys/media.key\"\nparity = 25\n"));
+        CHECK(s.media.key_file == d.dir / "keys/media.key");
+        CHECK(s.media.parity_percent == 25);
+        for (unsigned p : {1u, 200u}) {
+            CHECK(load_sender_config(d.write("sender.toml", kSenderHead + kLinkSender + "[media]\nparity = " +
+                                                                std::to_string(p) + "\n"))
+                      .media.parity_percent == p);
+        }
+        key_file("big.key", 4096, 0400);
+        const ReceiverConfig r = load_receiver_config(
+            d.write("receiver.toml", kReceiverHead + link +
+                                         "[media]\nkey = \"big.key\"\nwatch = [\"/mnt/usb\", \"/media/sluice/../disk\"]\n"
+                                         "poll_interval = \"2s\"\n"));
+        CHECK(r.media.key_file == d.dir / "big.key");
+        CHECK(r.media.watch == std::vector<fs::path>{"/mnt/usb", "/media/disk"});
+        CHECK(r.media.poll_interval == 2s);
+        CHECK(r.media.parity_percent == 10);
+        for (const char* bound : {"1s", "1h"}) {
+            CHECK_NOTHROW(load_receiver_config(d.write(
+                "receiver.toml", kReceiverHead + link + "[media]\npoll_interval = \"" + bound + "\"\n")));
+        }
+        CHECK(load_receiver_config(d.write("receiver.toml", kReceiverHead + link + "[media]\nwatch = []\n"))
+                  .media.watch.empty());
+    }
+
+    SECTION("parity outside 1..200, or not an integer") {
+        const std::string f = d.file("sender.toml");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nparity = 0\n") ==
+              f + ":7: media.parity: must be between 1 and 200 (got 0)");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nparity = 201\n") ==
+              f + ":7: media.parity: must be between 1 and 200 (got 201)");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nparity = -5\n") ==
+              f + ":7: media.parity: must be between 1 and 200 (got -5)");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nparity = \"10%\"\n") ==
+              f + ":7: media.parity: expected an integer, got a string");
+    }
+
+    SECTION("the key file: too small, too large, readable by others, missing, not a file") {
+        const std::string f = d.file("sender.toml");
+        const std::string media = kSenderHead + kLinkSender + "[media]\nparity = 10\nkey = \"media.key\"\n";  // key: line 8
+        const std::string key = key_file("media.key", 31, 0600);
+        CHECK(sender_error(d, media) ==
+              f + ":8: media.key: " + key + " holds 31 bytes; a key needs at least 32 (e.g. head -c 32 /dev/urandom > FILE)");
+        key_file("media.key", 16, 0600);  // enough for a link key, not for a media key
+        CHECK(sender_error(d, media) ==
+              f + ":8: media.key: " + key + " holds 16 bytes; a key needs at least 32 (e.g. head -c 32 /dev/urandom > FILE)");
+        key_file("media.key", 4097, 0600);
+        CHECK(sender_error(d, media) == f + ":8: media.key: " + key + " holds more than 4096 bytes: not a key file");
+        key_file("media.key", 32, 0644);
+        CHECK(sender_error(d, media) ==
+              f + ":8: media.key: " + key + " is accessible by group or others (mode 0644); run chmod 600 " + key);
+        key_file("media.key", 32, 0640);
+        CHECK(sender_error(d, media) ==
+              f + ":8: media.key: " + key + " is accessible by group or others (mode 0640); run chmod 600 " + key);
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nkey = \"nope.key\"\n") ==
+              f + ":7: media.key: cannot use " + (d.dir / "nope.key").string() + ": No such file or directory");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nkey = \"keys\"\n") ==
+              f + ":7: media.key: " + (d.dir / "keys").string() + " is not a regular file");
+        // The receiver checks its key the same way.
+        key_file("media.key", 8, 0600);
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nkey = \"media.key\"\n") ==
+              d.file("receiver.toml") + ":6: media.key: " + key +
+                  " holds 8 bytes; a key needs at least 32 (e.g. head -c 32 /dev/urandom > FILE)");
+    }
+
+    SECTION("watch: absolute paths only, the line of the element at fault") {
+        const std::string f = d.file("receiver.toml");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nwatch = [\"mnt/usb\"]\n") ==
+              f + ":6: media.watch: \"mnt/usb\" is not an absolute path (a mount point)");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nwatch = [\n  \"/mnt/a\",\n  \"./b\",\n]\n") ==
+              f + ":8: media.watch: \"./b\" is not an absolute path (a mount point)");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nwatch = \"/mnt/usb\"\n") ==
+              f + ":6: media.watch: expected an array of strings, got a string (write [\"…\"] even for one value)");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nwatch = [\"\"]\n") ==
+              f + ":6: media.watch: empty string in the list");
+    }
+
+    SECTION("poll_interval: 1s..1h, a duration string") {
+        const std::string f = d.file("receiver.toml");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\npoll_interval = \"500ms\"\n") ==
+              f + ":6: media.poll_interval: must be between 1s and 1h (got 500ms)");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\npoll_interval = \"1h1s\"\n") ==
+              f + ":6: media.poll_interval: must be between 1s and 1h (got 1h1s)");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\npoll_interval = 5\n") ==
+              f + ":6: media.poll_interval: expected a duration string with a unit, e.g. \"1s\" or \"500ms\"");
+    }
+
+    SECTION("a key of the other daemon is refused with the hint; an unknown key with the allowed ones") {
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nparity = 10\n") ==
+              d.file("receiver.toml") +
+                  ":6: media.parity: not allowed here: parity is a sender setting (the medium says what it used)");
+        const std::string f = d.file("sender.toml");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nwatch = [\"/mnt/usb\"]\n") ==
+              f + ":7: media.watch: not allowed here: watch and poll_interval are receiver settings");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\npoll_interval = \"5s\"\n") ==
+              f + ":7: media.poll_interval: not allowed here: watch and poll_interval are receiver settings");
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nkye = \"media.key\"\n") ==
+              f + ":7: media.kye: unknown key (did you mean \"key\"?); allowed keys: key, parity");
+        // [link] calls its key key_file; too far from "key" for a suggestion, but the allowed keys are listed.
+        CHECK(sender_error(d, kSenderHead + kLinkSender + "[media]\nkey_file = \"media.key\"\n") ==
+              f + ":7: media.key_file: unknown key; allowed keys: key, parity");
+        CHECK(receiver_error(d, kReceiverHead + link + "[media]\nwatches = [\"/mnt\"]\n") ==
+              d.file("receiver.toml") +
+                  ":6: media.watches: unknown key (did you mean \"watch\"?); allowed keys: key, watch, poll_interval");
+    }
+}

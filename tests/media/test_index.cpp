@@ -506,3 +506,38 @@ TEST_CASE("load_key: 32 to 4096 bytes of a regular file, refusals name the file"
     REQUIRE_FALSE(missing);
     CHECK(missing.error().message.starts_with("cannot read the key file " + (tmp / "none.key").string()));
 }
+
+TEST_CASE("the index body alone round-trips with the envelope's facts, encrypted layouts too", "[media][index]") {
+    for (bool encrypted : {false, true}) {
+        auto layout = media::plan_layout(5u << 20, {.parity_percent = 10, .volume_bytes = 64ULL << 20, .encrypted = encrypted});
+        REQUIRE(layout);
+        media::VolumeIndex ix;
+        ix.layout = *layout;
+        ix.info.archive_bytes = 5u << 20;
+        ix.info.fec = layout->fec;
+        ix.info.interleave = 1;
+        ix.info.channel = "models";
+        ix.info.version = "1.0.0";
+        ix.info.bundle_id[0] = std::byte{7};
+        ix.set_id[5] = std::byte{9};
+        ix.volumes = 1;
+        ix.end_block = ix.info.blocks();
+        for (unsigned w = 0; w < layout->stripes; ++w) {
+            media::SegmentEntry e;
+            e.stripe = w;
+            e.records = ix.end_block * layout->symbols_in(w);
+            e.bytes = e.records * layout->record_bytes();
+            ix.segments.push_back(e);
+        }
+        ix.written_at = "2026-11-30T00:00:00Z";
+        auto text = media::encode_index_body(ix);
+        auto parsed = media::parse_index_body(text, ix.set_id, 1, encrypted);
+        INFO(parsed.message);
+        REQUIRE(parsed.error == media::IndexError::none);
+        CHECK(parsed.index == ix);
+        // Read as the other layout, the segment sizes do not fit: refused, naming a segment.
+        auto other = media::parse_index_body(text, ix.set_id, 1, !encrypted);
+        CHECK(other.error == media::IndexError::invalid);
+        CHECK_THAT(other.message, Catch::Contains("does not match the layout"));
+    }
+}

@@ -170,6 +170,12 @@ struct IndexParse {
 [[nodiscard]] std::vector<std::byte> encode_index(const VolumeIndex& index, const MediaKey* key);
 /// Parses untrusted index bytes. Never throws; checks every field and bound.
 [[nodiscard]] IndexParse parse_index(std::span<const std::byte> bytes, const MediaKey* key, const IndexLimits& limits = {});
+/// The index body alone (JSON), and its parser: what the envelope carries, for
+/// a receiver that keeps an index it read (decrypted) in its own records.
+/// `set_id`, `volume` and `encrypted` are the envelope's.
+[[nodiscard]] std::string encode_index_body(const VolumeIndex& index);
+[[nodiscard]] IndexParse parse_index_body(std::string_view text, const Sha256& set_id, unsigned volume, bool encrypted,
+                                          const IndexLimits& limits = {});
 
 /// The set id of a write (deterministic: the same bundle, layout and key give
 /// the same id, so volumes written separately belong together). Encrypted, it
