@@ -25,11 +25,17 @@ std::string seconds(double s) {
     return out.str();
 }
 
-/// The key file's bytes, base64, for the request (the daemon never opens the caller's files).
-Result<std::string> key_for_request(const std::string& file) {
+/// Puts the key file's bytes (base64) in the request: the daemon never opens
+/// a key path a caller names. False, with the error reported, when unreadable.
+bool add_key(json& request, const std::string& file, int& exit_code) {
+    if (file.empty()) return true;
     auto key = media::load_key(file);
-    if (!key) return key.error();
-    return bundle::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(key->secret.data()), key->secret.size()));
+    if (!key) {
+        exit_code = report_error(key.error());
+        return false;
+    }
+    request["key"] = bundle::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(key->secret.data()), key->secret.size()));
+    return true;
 }
 
 std::string ranges_text(const json& ranges) {
@@ -150,14 +156,7 @@ void add_media_commands(CLI::App& app, int& exit_code) {
                 request["volume_bytes"] = *size;
             }
             if (o->parity != 0) request["parity"] = o->parity;
-            if (!o->key_file.empty()) {
-                auto key = key_for_request(o->key_file);
-                if (!key) {
-                    exit_code = report_error(key.error());
-                    return;
-                }
-                request["key"] = *key;
-            }
+            if (!add_key(request, o->key_file, exit_code)) return;
             auto r = call(o->socket, request, exit_code);
             if (!r) return;
             const auto& m = (*r)["media"];
@@ -209,14 +208,7 @@ void add_media_commands(CLI::App& app, int& exit_code) {
         cmd->callback([o, &exit_code] {
             std::error_code ec;
             json request{{"command", "media_import"}, {"path", fs::absolute(o->mount, ec).lexically_normal().string()}};
-            if (!o->key_file.empty()) {
-                auto key = key_for_request(o->key_file);
-                if (!key) {
-                    exit_code = report_error(key.error());
-                    return;
-                }
-                request["key"] = *key;
-            }
+            if (!add_key(request, o->key_file, exit_code)) return;
             auto r = call(o->socket, request, exit_code);
             if (!r) return;
             if (o->json_out) {
@@ -299,15 +291,7 @@ void add_media_commands(CLI::App& app, int& exit_code) {
                 for (const auto& e : ix.segments) {
                     std::error_code ec;
                     auto size = fs::file_size(fv.directory / e.name(ix.volume), ec);
-                    segs.push_back({{"name", e.name(ix.volume)}, {"bytes", e.bytes}, {"xxh128", [&] {
-                                        std::string h;
-                                        char b[3];
-                                        for (auto x : e.xxh128) {
-                                            std::snprintf(b, sizeof b, "%02x", std::to_integer<unsigned>(x));
-                                            h += b;
-                                        }
-                                        return h;
-                                    }()},
+                    segs.push_back({{"name", e.name(ix.volume)}, {"bytes", e.bytes}, {"xxh128", bundle::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(e.xxh128.data()), e.xxh128.size()))},
                                     {"found_bytes", ec ? json(nullptr) : json(size)}});
                 }
                 out["volumes"].push_back({{"directory", fv.directory.string()},

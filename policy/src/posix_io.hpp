@@ -14,38 +14,12 @@
 #include <utility>
 
 #include "sluice/core/result.hpp"
+#include "sluice/core/unique_fd.hpp"
 
 namespace sluice::policy::detail {
 
 /// An owned file descriptor.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = other.release();
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-
-    [[nodiscard]] int get() const { return fd_; }
-    [[nodiscard]] bool valid() const { return fd_ >= 0; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset() {
-        // close() is not retried on EINTR: on Linux the descriptor is released anyway.
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 /// strerror in the lower case of the rest of a message ("no space left on device").
 inline std::string errno_text(int err) {
