@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
     # toolchain
-    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev lld
     # libraries
     libssl-dev libarchive-dev nlohmann-json3-dev libcli11-dev catch2 libisal-dev libxxhash-dev
     libboost-dev libtomlplusplus-dev libsystemd-dev libmagic-dev libsqlite3-dev
