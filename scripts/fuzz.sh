@@ -19,7 +19,7 @@ build=build-fuzz
 out="$build/fuzz-out"
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ=ON -DSLUICE_TESTS=ON \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_CXX_FLAGS_FUZZ="-O1 -gline-tables-only"
 # Only the fuzz targets (and the library under them): the unit tests and the
 # CLI are built and run by scripts/test.sh.
 cmake --build "$build" --target "${targets[@]}"

@@ -32,7 +32,7 @@ inline MediaKey key_of(unsigned seed) {
 
 inline std::vector<std::byte> as_bytes(std::string_view s) {
     std::vector<std::byte> out(s.size());
-    std::memcpy(out.data(), s.data(), s.size());
+    if (!s.empty()) std::memcpy(out.data(), s.data(), s.size());  // memcpy from nullptr is UB even for 0 bytes
     return out;
 }
 inline std::string as_string(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
