@@ -281,6 +281,19 @@ json MediaIntake::import_mount(const fs::path& mount, const media::MediaKey* key
     return out;
 }
 
+/// One line of `recent` (media status, sluice status).
+json MediaIntake::recent_entry(const media::VolumeIndex& ix, const fs::path& mount, const std::string& actor, bool complete) {
+    return {{"bundle", transfer::to_hex(ix.info.bundle_id)}, {"channel", ix.info.channel}, {"version", ix.info.version},
+            {"volume", ix.volume}, {"volumes", ix.volumes}, {"at", files::now_rfc3339()},
+            {"from", mount.string()}, {"by", actor}, {"complete", complete}};
+}
+
+/// Keeps the newest kRecentKept; the caller holds mutex_.
+void MediaIntake::remember_recent(json entry) {
+    recent_.push_back(std::move(entry));
+    if (recent_.size() > kRecentKept) recent_.erase(recent_.begin());
+}
+
 json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount, const media::MediaKey* key,
                              const std::string& actor) {
     const auto& ix = fv.index;
@@ -319,10 +332,9 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
             }
             if (slot->outcome.is_null()) slot->outcome = {{"already_delivered", true}, {"at", files::now_rfc3339()}};
             snapshot = std::make_unique<SetRecord>(*slot);
-            recent_.push_back({{"bundle", bundle}, {"channel", ix.info.channel}, {"version", ix.info.version},
-                               {"volume", ix.volume}, {"volumes", ix.volumes}, {"at", files::now_rfc3339()},
-                               {"from", mount.string()}, {"by", actor}, {"complete", true}, {"already_delivered", true}});
-            if (recent_.size() > kRecentKept) recent_.erase(recent_.begin());
+            json r = recent_entry(ix, mount, actor, true);
+            r["already_delivered"] = true;
+            remember_recent(std::move(r));
         }
         save(*snapshot);
         return entry;
@@ -393,11 +405,7 @@ json MediaIntake::import_one(const media::FoundVolume& fv, const fs::path& mount
     save(*snapshot);
     {
         std::lock_guard lock(mutex_);
-        recent_.push_back({{"bundle", bundle}, {"channel", ix.info.channel}, {"version", ix.info.version},
-                           {"volume", ix.volume}, {"volumes", ix.volumes}, {"at", files::now_rfc3339()},
-                           {"from", mount.string()}, {"by", actor},
-                           {"complete", v.archive_complete()}});
-        if (recent_.size() > kRecentKept) recent_.erase(recent_.begin());
+        remember_recent(recent_entry(ix, mount, actor, v.archive_complete()));
     }
     return entry;
 }

@@ -71,6 +71,9 @@ private:
     nlohmann::json import_one(const media::FoundVolume& volume, const std::filesystem::path& mount,
                               const media::MediaKey* key, const std::string& actor);
     nlohmann::json needs_of(const SetRecord& record);
+    static nlohmann::json recent_entry(const media::VolumeIndex& index, const std::filesystem::path& mount,
+                                       const std::string& actor, bool complete);
+    void remember_recent(nlohmann::json entry);
     nlohmann::json status_json();
     void poll_watch_points();
     void save(const SetRecord& record);
