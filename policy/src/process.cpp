@@ -3,7 +3,12 @@
 #include "posix_io.hpp"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -12,6 +17,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -56,12 +62,72 @@ std::string errno_text(int err) {
 
 /// Why the child could not exec, sent back over the error pipe.
 struct ChildFailure {
-    int stage;  // kStageSetup, kStageChdir or kStageExec
+    int stage;  // kStageSetup, kStageChdir, kStageExec or kStageNetwork
     int err;
 };
 constexpr int kStageSetup = 0;
 constexpr int kStageChdir = 1;
 constexpr int kStageExec = 2;
+constexpr int kStageNetwork = 3;
+
+// ---- no IP network for the command (CommandSpec::ip_network = false) ----------
+//
+// A seccomp filter, installed in the child just before exec and inherited by
+// everything it starts (filters can be added, never removed): socket() and
+// socketpair() succeed only for AF_UNIX (a scanner may still talk to a local
+// daemon such as clamd), everything else fails with EAFNOSUPPORT; io_uring
+// (which can open sockets itself) is refused with ENOSYS; a system call made
+// through another architecture's entry (int 0x80, x32), which this filter
+// could not read correctly, kills the process.
+#if defined(__x86_64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+constexpr std::uint32_t kForeignSyscallBit = 0x40000000;  // __X32_SYSCALL_BIT
+#elif defined(__aarch64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+constexpr std::uint32_t kForeignSyscallBit = 0;
+#else
+#error "no seccomp network filter for this architecture: add its AUDIT_ARCH here"
+#endif
+
+constexpr sock_filter stmt(std::uint16_t code, std::uint32_t k) { return {code, 0, 0, k}; }
+constexpr sock_filter jump(std::uint16_t code, std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+    return {code, jt, jf, k};
+}
+constexpr std::uint32_t errno_action(int err) {
+    return SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(err) & SECCOMP_RET_DATA);
+}
+
+// Offsets into struct seccomp_data; args[0]'s low 32 bits hold the family on
+// little-endian machines (both architectures above).
+constexpr std::uint32_t kNr = offsetof(seccomp_data, nr);
+constexpr std::uint32_t kArch = offsetof(seccomp_data, arch);
+constexpr std::uint32_t kArg0 = offsetof(seccomp_data, args);
+
+constexpr std::array<sock_filter, 15> kNoNetworkFilter{{
+    /*  0 */ stmt(BPF_LD | BPF_W | BPF_ABS, kArch),
+    /*  1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),             // native: 3
+    /*  2 */ stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    /*  3 */ stmt(BPF_LD | BPF_W | BPF_ABS, kNr),
+    /*  4 */ jump(BPF_JMP | BPF_JSET | BPF_K, kForeignSyscallBit, 9, 0),    // x32: 14 (never with 0)
+    /*  5 */ jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 3, 0),             // 9
+    /*  6 */ jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_socketpair, 2, 0),         // 9
+    /*  7 */ jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 5, 0),     // 13
+    /*  8 */ stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /*  9 */ stmt(BPF_LD | BPF_W | BPF_ABS, kArg0),
+    /* 10 */ jump(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 1, 0),                // 12
+    /* 11 */ stmt(BPF_RET | BPF_K, errno_action(EAFNOSUPPORT)),
+    /* 12 */ stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* 13 */ stmt(BPF_RET | BPF_K, errno_action(ENOSYS)),
+    /* 14 */ stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+}};
+
+/// Async-signal-safe: two prctl calls on a constant program.
+bool cut_off_network() {
+    sock_fprog prog{static_cast<unsigned short>(kNoNetworkFilter.size()), const_cast<sock_filter*>(kNoNetworkFilter.data())};
+    // Needed to install a filter without CAP_SYS_ADMIN; the packaged units set it anyway.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+    return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
 
 /// Everything the child needs, laid out before fork: after fork the child may
 /// only make async-signal-safe calls (no allocation), because another thread
@@ -74,6 +140,7 @@ struct ChildPlan {
     int stdin_fd = -1;
     int output_fd = -1;
     int error_fd = -1;
+    bool ip_network = true;
 };
 
 [[noreturn]] void report_and_exit(int error_fd, int stage, int err) {
@@ -125,6 +192,8 @@ int dup2_retry(int from, int to) {
     ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 
     if (::chdir(plan.working_dir) != 0) report_and_exit(plan.error_fd, kStageChdir, errno);
+    // Last, so that nothing above runs under the filter.
+    if (!plan.ip_network && !cut_off_network()) report_and_exit(plan.error_fd, kStageNetwork, errno);
     ::execve(plan.path, plan.argv.data(), plan.envp.data());
     report_and_exit(plan.error_fd, kStageExec, errno);
 }
@@ -269,6 +338,7 @@ CommandResult run_command(const CommandSpec& spec) {
     plan.stdin_fd = dev_null.get();
     plan.output_fd = output.write_end.get();
     plan.error_fd = failure_pipe.write_end.get();
+    plan.ip_network = spec.ip_network;
 
     const pid_t pid = ::fork();
     if (pid < 0) return cannot_start(spec, "fork failed: " + errno_text(errno), start);
@@ -294,6 +364,8 @@ CommandResult run_command(const CommandSpec& spec) {
         std::string why = errno_text(failure.err);
         if (failure.stage == kStageChdir) {
             why = "cannot change to working directory " + spec.working_dir.string() + ": " + why;
+        } else if (failure.stage == kStageNetwork) {
+            why = "cannot cut the command off the network (seccomp): " + why;
         } else if (failure.stage == kStageSetup) {
             why = "cannot set up standard input and output: " + why;
         }

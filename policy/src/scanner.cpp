@@ -170,6 +170,7 @@ ScanResult scan_exec(const ScannerSpec& spec, const ExecScanner& exec, const fs:
     command.argv = substitute(exec.command, {{"path", absolute_root.string()}});
     command.timeout = spec.timeout;
     command.env = minimal_environment();
+    command.ip_network = false;  // a scanner reads the quarantine; it has no business on the network
     const CommandResult run = run_command(command);
 
     ScanResult r;

@@ -1,7 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -273,6 +277,82 @@ TEST_CASE("run_command runs from several threads at once", "[policy][process]") 
         CHECK(r.output == "thread-" + std::to_string(i) + "\n");
         // Every thread's pipe reached EOF at its own command's end, not at the slowest one's.
         CHECK(r.took < 5s);
+    }
+}
+
+namespace {
+
+/// A TCP listener on 127.0.0.1 that can tell whether anyone connected.
+class Listener {
+public:
+    Listener() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 8) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port_ = ntohs(a.sin_port);
+    }
+    ~Listener() { ::close(fd_); }
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    [[nodiscard]] int port() const { return port_; }
+    /// Whether a connection is waiting (the command has already exited).
+    bool connected() {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 200) != 1) return false;
+        const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) ::close(c);
+        return c >= 0;
+    }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("run_command without ip_network: Unix sockets only, for the command and its children", "[policy][process]") {
+    Listener tcp;
+    sluice::test::TempDir dir;
+    // Each line: what was tried, then "ok" or the errno name. python3 runs
+    // as a child of sh, which proves the filter is inherited.
+    std::ofstream(dir / "probe.py") << "import errno, socket\n"
+                                       "def t(name, f):\n"
+                                       "    try:\n"
+                                       "        f(); print(name, 'ok')\n"
+                                       "    except OSError as e:\n"
+                                       "        print(name, errno.errorcode.get(e.errno, e.errno))\n"
+                                       "t('inet', lambda: socket.create_connection(('127.0.0.1', "
+                                    << tcp.port()
+                                    << "), 2).close())\n"
+                                       "t('inet6', lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close())\n"
+                                       "t('netlink', lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close())\n"
+                                       "t('unix', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close())\n"
+                                       "t('pair', lambda: [s.close() for s in socket.socketpair()])\n";
+    auto spec = shell("/usr/bin/python3 -I '" + (dir / "probe.py").string() + "'; exit $?");
+
+    SECTION("cut off") {
+        spec.ip_network = false;
+        auto r = run_command(spec);
+        INFO(r.describe() << "\n" << r.output);
+        REQUIRE(r.outcome == Outcome::exited);
+        CHECK(r.exit_code == 0);
+        CHECK(r.output == "inet EAFNOSUPPORT\ninet6 EAFNOSUPPORT\nnetlink EAFNOSUPPORT\nunix ok\npair ok\n");
+        CHECK_FALSE(tcp.connected());
+    }
+    SECTION("the default keeps the network (so the check above can fail)") {
+        auto r = run_command(spec);
+        INFO(r.describe() << "\n" << r.output);
+        REQUIRE(r.outcome == Outcome::exited);
+        CHECK(r.exit_code == 0);
+        CHECK_THAT(r.output, Catch::StartsWith("inet ok\n"));
+        CHECK(tcp.connected());
     }
 }
 

@@ -220,6 +220,13 @@ TEST_CASE("exec scanner: exit 0 is clean, 1 found, anything else an error", "[po
         CHECK(r.attempts == 1);
         CHECK(r.output.empty());
     }
+    SECTION("a scanner cannot open an IP socket (Unix sockets remain, for clamd)") {
+        auto r = scan_once(exec_scanner("/usr/bin/python3 -I -c 'import socket; socket.socket(socket.AF_UNIX)' || exit 3; "
+                                        "/usr/bin/python3 -I -c 'import socket; socket.socket()' 2>/dev/null && exit 2; exit 0"),
+                           root.path());
+        INFO(r.summary << "\n" << r.output);
+        CHECK(r.verdict == Verdict::clean);
+    }
     SECTION("a relative root is passed as an absolute path (the scanner runs in /)") {
         const auto cwd = fs::current_path();
         fs::current_path(root.path().parent_path());

@@ -4,7 +4,8 @@
 // timeout that kills the whole group, and its output kept (bounded) for the record.
 //
 //   run_command(spec) ── fork ─► child: setpgid(0,0), stdin </dev/null, stdout+stderr -> pipe,
-//        │                        chdir(working_dir), execve(argv[0], argv, env)   (no PATH search)
+//        │                        chdir(working_dir), [no-network seccomp filter], execve(argv[0], argv, env)
+//        │                        (no PATH search)
 //        └─ parent: poll(pipe) until EOF and exit, or timeout ─► kill(-pgid, SIGKILL), waitpid
 //
 // Never throws; a command that cannot start is an outcome, not an exception.
@@ -25,6 +26,11 @@ struct CommandSpec {
     std::vector<std::string> env;              ///< "KEY=value": the child's entire environment
     std::filesystem::path working_dir{"/"};
     std::size_t output_cap = 64 * 1024;        ///< bytes of stdout+stderr kept; the rest counted, not kept
+    /// false: the command and everything it starts can open Unix sockets only
+    /// (a seccomp filter installed just before exec; IP, netlink, packet and
+    /// every other family fail with EAFNOSUPPORT, io_uring with ENOSYS).
+    /// Scanners run so; post-release hooks keep the network.
+    bool ip_network = true;
 };
 
 struct CommandResult {
