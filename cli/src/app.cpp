@@ -24,6 +24,7 @@ int run(int argc, char** argv) {
     add_keygen_command(app, exit_code);
     add_bundle_commands(app, exit_code);
     add_daemon_commands(app, exit_code);
+    add_train_command(app, exit_code);
     add_import_commands(app, exit_code);
     add_audit_commands(app, exit_code);
     add_media_commands(app, exit_code);

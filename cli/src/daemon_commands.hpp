@@ -1,5 +1,5 @@
 #pragma once
-// `sluice push`, `sluice queue`, `sluice status`: requests to the daemons'
+// `sluice push`, `sluice queue`, `sluice status`, `sluice train`: requests to the daemons'
 // control sockets (identity comes from the kernel, never from a flag).
 
 #include <optional>
@@ -11,6 +11,8 @@
 namespace sluice::cli {
 
 void add_daemon_commands(CLI::App& app, int& exit_code);
+/// `sluice train CHANNEL --from DIR` (train_command.cpp).
+void add_train_command(CLI::App& app, int& exit_code);
 
 /// $env when set and not empty, else `fallback`.
 [[nodiscard]] std::string default_socket(const char* env, const char* fallback);

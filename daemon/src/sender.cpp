@@ -281,6 +281,37 @@ struct SenderService::Impl {
         return events;
     }
 
+    /// For a push with "once" (a release train): the answer when the bundle at
+    /// `source` is in the queue or was sent before, found without copying or
+    /// verifying it again; nullopt to go ahead with the intake. A bundle that
+    /// was queued but never sent (its sending failed) goes ahead again.
+    std::optional<json> pushed_before(const fs::path& source, const std::string& who) {
+        auto summary = bundle::inspect_bundle(source);
+        if (!summary) return std::nullopt;  // the intake names what is wrong with it
+        const std::string& id = summary->bundle_id;
+        {
+            std::lock_guard lock(mutex);
+            for (const auto& [jid, job] : jobs) {
+                if (job.bundle_id != id) continue;
+                json out = job.to_json();
+                out["already_queued"] = true;
+                return out;
+            }
+        }
+        auto events = audit->log().bundle_events(id);
+        if (!events) return std::nullopt;  // sending twice is the safe side
+        const audit::Record* sent = nullptr;
+        for (const auto& r : *events) {
+            if (r.event == "bundle_sent") sent = &r;
+        }
+        if (sent == nullptr) return std::nullopt;
+        json out{{"bundle", id},     {"channel", sent->channel}, {"already_queued", false},
+                 {"already_sent", true}, {"sent_at", sent->time}};
+        if (summary->release) out["version"] = summary->release->version;
+        log_info("bundle_already_sent", {{"bundle", id}, {"sent_at", sent->time}, {"by", who}});
+        return out;
+    }
+
     /// Copies (or packs) `source` into the outbox, verifies it, queues it.
     Result<json> intake(const fs::path& source, bool high, const std::string& who) {
         fs::path tmp = outbox_dir / (".intake-" + std::to_string(files::random_u64()) + ".tar");
@@ -525,9 +556,19 @@ struct SenderService::Impl {
             if (priority != "high" && priority != "normal") {
                 throw std::runtime_error("push: priority must be high or normal, not " + priority);
             }
+            if (request.contains("once") && !request["once"].is_boolean()) {
+                throw std::runtime_error("push: \"once\" must be true or false");
+            }
+            const bool once = request.value("once", false);
             std::string who = peer.user;
-            boost::asio::post(intake_pool, [this, path, priority, who, respond] {
+            boost::asio::post(intake_pool, [this, path, priority, once, who, respond] {
                 try {
+                    if (once) {
+                        if (auto seen = pushed_before(path, who)) {
+                            respond(json{{"ok", true}, {"job", *seen}});
+                            return;
+                        }
+                    }
                     auto r = intake(path, priority == "high", who);
                     if (r) {
                         respond(json{{"ok", true}, {"job", *r}});
