@@ -46,8 +46,15 @@ passed=0
 failed=0
 PIDS=()
 cleanup() {
+    local rc=$?
+    set +e
     stop_all
+    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
+        echo "systemd_units: aborted (exit $rc) after $passed passed, $failed failed"
+        dump_logs "$WORK/s.log"
+    fi
     if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "# work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
 }
 trap cleanup EXIT
 
@@ -228,5 +235,6 @@ check "4 ... exit 1" test "$rc" -eq 1
 
 echo "# scenario 4 done ($(( $(date +%s) - STARTED )) s)"
 echo "# $passed passed, $failed failed"
+FINISHED=1
 [ "$failed" -eq 0 ] || dump_logs "$WORK/s.log"
 [ "$failed" -eq 0 ]
