@@ -13,6 +13,7 @@
 #include <iostream>
 #include <optional>
 
+#include "fault_injection.hpp"
 #include "sluice/core/version.hpp"
 #include "sluice/daemon/config.hpp"
 #include "sluice/daemon/log.hpp"
@@ -45,6 +46,10 @@ int run_daemon(int argc, char** argv, const char* name, Config (*load)(const std
     if (check_only) {
         std::cout << config_file << ": ok\n";
         return 0;
+    }
+    if (auto bad = fault::arm_from_environment(); !bad.empty()) {
+        std::cerr << "sluice-" << name << ": " << bad << "\n";
+        return 2;
     }
     std::signal(SIGPIPE, SIG_IGN);
     try {
@@ -98,7 +103,8 @@ int run_daemon(int argc, char** argv, const char* name, Config (*load)(const std
         };
         tick();
         notifier.ready();
-        notifier.status(service.status_line());
+        last_status = service.status_line();
+        notifier.status(last_status);
         io.run();
         log_info("stopped");
         return 0;

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "audit_trail.hpp"
+#include "fault_injection.hpp"
 #include "files.hpp"
 #include "sluice/audit/hops.hpp"
 #include "import_service.hpp"
@@ -384,6 +385,7 @@ struct ReceiverService::Impl {
         tick_timer.expires_after(kTick);
         tick_timer.async_wait([this](const boost::system::error_code& ec) {
             if (ec || stopped) return;
+            fault::stall_point();  // tests only (SLUICE_FAULT_STALL_AFTER): blocks the io thread
             auto now = SteadyClock::now();
             alive_ns = now.time_since_epoch().count();
             reassembler.on_tick(now);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "audit_trail.hpp"
+#include "fault_injection.hpp"
 #include "files.hpp"
 #include "sluice/bundle/bundle.hpp"
 #include "sluice/bundle/digest.hpp"
@@ -41,6 +42,8 @@ constexpr std::size_t kMaxBatchFrames = 256;
 /// most this long on the wire: the send thread then checks for SIGTERM, sends
 /// heartbeats and proves it is alive at least this often, whatever the rate.
 constexpr auto kBatchWireTime = std::chrono::milliseconds(100);
+/// While idle, the send thread wakes this often to prove it is alive (the watchdog).
+constexpr auto kIdleAliveEvery = std::chrono::seconds(1);
 
 std::size_t batch_frames(std::uint64_t rate_bits_per_s, std::size_t frame_bytes) {
     const double frame_bits = static_cast<double>(diode::wire_bytes(frame_bytes, false)) * 8;
@@ -704,7 +707,10 @@ struct SenderService::Impl {
         ++heartbeats_sent;
     }
 
-    void mark_alive() { alive_ns = SteadyClock::now().time_since_epoch().count(); }
+    void mark_alive() {
+        fault::stall_point();  // tests only (SLUICE_FAULT_STALL_AFTER); never called with `mutex` held
+        alive_ns = SteadyClock::now().time_since_epoch().count();
+    }
 
     /// Sends one pass of `job`. Returns false when it was interrupted.
     bool run_pass(const Job& job, SteadyClock::time_point& next_heartbeat) {
@@ -855,7 +861,10 @@ struct SenderService::Impl {
                 if (stopping) return;
                 job = pick();
                 if (!job) {
-                    wake.wait_until(lock, next_heartbeat, [&] { return stopping || !jobs.empty(); });
+                    // Idle, it still proves it is alive every second: a heartbeat
+                    // interval longer than the unit's WatchdogSec must not get it killed.
+                    wake.wait_until(lock, std::min(next_heartbeat, SteadyClock::now() + kIdleAliveEvery),
+                                    [&] { return stopping || !jobs.empty(); });
                     continue;
                 }
             }
