@@ -15,6 +15,8 @@ packages=(
     # tools the tests, demo and benchmarks call
     openssl coreutils time xxd python3 iperf3 udpcast nftables iproute2
     clamav-daemon passwd util-linux sqlite3
+    # the Debian package (scripts/package.sh): lintian; systemd-analyze, -sysusers, -tmpfiles
+    lintian systemd
 )
 
 as_root() {
