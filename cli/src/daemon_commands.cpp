@@ -152,7 +152,14 @@ void add_daemon_commands(CLI::App& app, int& exit_code) {
             std::error_code ec;
             fs::path abs = fs::absolute(o->path, ec);
             auto r = call(o->socket, {{"command", "push"}, {"path", abs.string()}, {"priority", o->priority}}, exit_code);
-            if (!r) return;
+            if (!r) {
+                // The daemon opens the path itself; under its unit it has a /tmp of its own.
+                if (abs.native().starts_with("/tmp/") || abs.native().starts_with("/var/tmp/")) {
+                    std::cerr << "sluice: note: a sender started by systemd has a /tmp of its own (PrivateTmp=yes) and "
+                                 "cannot see files in yours; push from a directory it can read, such as /var/spool/sluice\n";
+                }
+                return;
+            }
             const auto& job = (*r)["job"];
             if (o->json_out) {
                 std::cout << job.dump(2) << "\n";
