@@ -255,6 +255,10 @@ for daemon in sender receiver; do
     check "the $daemon's metrics file is in /var/lib/sluice/metrics" \
         wait_for test -s "/var/lib/sluice/metrics/sluice_$daemon.prom"
 done
+# The receiver (not a member of sluice-officers) must leave the quarantine's
+# setgid group as tmpfiles made it: officers read every quarantined copy.
+check "the quarantine is still 2750 sluice:sluice-officers with the receiver running" \
+    test "$(stat -c '%a %U:%G' /var/lib/sluice/quarantine)" = "2750 sluice:sluice-officers"
 for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 rc=0
 for pid in "${PIDS[@]}"; do wait "$pid" || rc=$?; done

@@ -78,7 +78,10 @@ Result<Survey> survey(const fs::path& dir, const std::string& channel) {
         Candidate c{e.path(), summary->bundle_id, summary->release->version};
         const int order = s.newest.empty() ? 1 : policy::compare_versions(c.version, s.newest.front().version);
         if (order > 0) s.newest.assign(1, std::move(c));
-        else if (order == 0 && c.bundle_id != s.newest.front().bundle_id) s.newest.push_back(std::move(c));
+        else if (order == 0 && std::none_of(s.newest.begin(), s.newest.end(),
+                                            [&](const Candidate& n) { return n.bundle_id == c.bundle_id; })) {
+            s.newest.push_back(std::move(c));
+        }
     }
     return s;
 }

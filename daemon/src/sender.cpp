@@ -288,7 +288,7 @@ struct SenderService::Impl {
     /// `source` is in the queue or was sent before, found without copying or
     /// verifying it again; nullopt to go ahead with the intake. A bundle that
     /// was queued but never sent (its sending failed) goes ahead again.
-    std::optional<json> pushed_before(const fs::path& source, const std::string& who) {
+    std::optional<json> pushed_before(const fs::path& source, bool high, const std::string& who) {
         auto summary = bundle::inspect_bundle(source);
         if (!summary) return std::nullopt;  // the intake names what is wrong with it
         const std::string& id = summary->bundle_id;
@@ -296,11 +296,13 @@ struct SenderService::Impl {
             std::lock_guard lock(mutex);
             for (const auto& [jid, job] : jobs) {
                 if (job.bundle_id != id) continue;
+                if (high && !job.high) return std::nullopt;  // the intake raises its priority
                 json out = job.to_json();
                 out["already_queued"] = true;
                 return out;
             }
         }
+        (void)audit->log().flush();  // a bundle_sent still in the backlog counts too
         auto events = audit->log().bundle_events(id);
         if (!events) return std::nullopt;  // sending twice is the safe side
         const audit::Record* sent = nullptr;
@@ -567,7 +569,7 @@ struct SenderService::Impl {
             boost::asio::post(intake_pool, [this, path, priority, once, who, respond] {
                 try {
                     if (once) {
-                        if (auto seen = pushed_before(path, who)) {
+                        if (auto seen = pushed_before(path, priority == "high", who)) {
                             respond(json{{"ok", true}, {"job", *seen}});
                             return;
                         }

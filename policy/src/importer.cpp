@@ -117,7 +117,12 @@ Importer::Importer(ImporterPaths paths, std::shared_ptr<const Policy> policy, Ev
         fs::create_directories(d, ec);
         if (ec) throw std::runtime_error("cannot create " + d.string() + ": " + ec.message());
     }
-    ::chmod(paths_.quarantine.c_str(), 0750);
+    // 0750, unless it is already: a chmod by the daemon (not a member of the
+    // officers' group an installation may give it) would clear the setgid bit
+    // that makes every quarantined copy readable by that group (docs/systemd.md).
+    if (struct stat st {}; ::stat(paths_.quarantine.c_str(), &st) == 0 && (st.st_mode & 0777) != 0750) {
+        ::chmod(paths_.quarantine.c_str(), 0750);
+    }
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(paths_.state / "imports", ec)) {
         if (entry.path().extension() != ".json") continue;

@@ -8,12 +8,14 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -140,6 +142,7 @@ struct ChildPlan {
     int stdin_fd = -1;
     int output_fd = -1;
     int error_fd = -1;
+    int max_fd = 1024;  ///< above the highest descriptor the daemon can hold (RLIMIT_NOFILE)
     bool ip_network = true;
 };
 
@@ -188,8 +191,12 @@ int dup2_retry(int from, int to) {
         report_and_exit(plan.error_fd, kStageSetup, errno);
     }
     // Any descriptor the daemon opened without O_CLOEXEC must not reach the
-    // command either. Best effort: older kernels lack close_range.
-    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    // command either (Asio opens the link's UDP sockets without it: a scanner
+    // must not inherit a bound IP socket, filter or not). Kernels before 5.11
+    // lack CLOSE_RANGE_CLOEXEC: then one descriptor at a time.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd < plan.max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
 
     if (::chdir(plan.working_dir) != 0) report_and_exit(plan.error_fd, kStageChdir, errno);
     // Last, so that nothing above runs under the filter.
@@ -339,6 +346,11 @@ CommandResult run_command(const CommandSpec& spec) {
     plan.output_fd = output.write_end.get();
     plan.error_fd = failure_pipe.write_end.get();
     plan.ip_network = spec.ip_network;
+    if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+        plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20));
+    } else {
+        plan.max_fd = 1 << 20;
+    }
 
     const pid_t pid = ::fork();
     if (pid < 0) return cannot_start(spec, "fork failed: " + errno_text(errno), start);

@@ -129,6 +129,25 @@ while IFS='= ' read -r key _; do
     case $key in ''|'#'*) continue ;; esac
     check "3 sluice.sysctl: $key exists in this kernel" test -e "/proc/sys/${key//./\/}"
 done < "$UNITS/sluice.sysctl"
+# The receiver renames a completed archive from its staging area (state_dir) into
+# incoming_dir: with the packaged configuration both must lie under one
+# ReadWritePaths= entry (each entry is a mount of its own; rename fails across).
+same_mount() {
+    "$PY" -I - "$UNITS/sluice-receiver.service" "$UNITS/../packaging/etc/receiver.toml" <<'PYEOF'
+import sys, tomllib
+unit, conf = sys.argv[1], sys.argv[2]
+entries = [p.lstrip("-") for line in open(unit) if line.startswith("ReadWritePaths=")
+           for p in line.split("=", 1)[1].split()]
+r = tomllib.load(open(conf, "rb"))["receiver"]
+def entry(path):
+    best = [e for e in entries if path == e or path.startswith(e.rstrip("/") + "/")]
+    return max(best, key=len) if best else None
+a, b = entry(r["state_dir"]), entry(r["incoming_dir"])
+print(r["state_dir"], "->", a, ";", r["incoming_dir"], "->", b)
+sys.exit(0 if a is not None and a == b else 1)
+PYEOF
+}
+check "3 receiver: state_dir and incoming_dir share one ReadWritePaths= entry (a rename, not a copy)" same_mount
 echo "# scenarios 1-3 done ($(( $(date +%s) - STARTED )) s)"
 
 # ==== 4. the release train against a real sender =================================================
