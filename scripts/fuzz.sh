@@ -3,7 +3,8 @@
 # each one for FUZZ_SECONDS (default 30) on a scratch copy of its seed corpus.
 # Exits non-zero if any target crashes, leaks, times out or runs out of memory.
 #
-#   scripts/fuzz.sh                              every target, 30 s each
+#   scripts/fuzz.sh                              every target, 30 s each, FUZZ_JOBS (default:
+#                                                one per core) at a time
 #   FUZZ_SECONDS=600 scripts/fuzz.sh fuzz_archive   one target, longer
 #
 # New corpus entries are discarded with the scratch directory; the repository's
@@ -38,22 +39,25 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_sta
 final_stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -n 1; }
 status_field() { { grep -E '^#[0-9]+' "$1" || true; } | tail -n 1 | sed -n "s/.* $2: \([0-9]*\).*/\1/p"; }
 
-summaries=()
-failed=0
-for target in "${targets[@]}"; do
-    corpus="$scratch/corpus/$target"
+# run_target TARGET: one fuzzer on a scratch copy of its corpus; its summary
+# line goes to $scratch/summary/TARGET, its exit status is the fuzzer's.
+run_target() {
+    local target=$1
+    local corpus="$scratch/corpus/$target"
     mkdir -p "$corpus" "$out/$target" "$scratch/work/$target"
     cp -R "tests/fuzz/corpus/$target/." "$corpus/"
     rm -f "$out/$target"/crash-* "$out/$target"/leak-* "$out/$target"/timeout-* "$out/$target"/oom-*
-    log="$out/$target/fuzz.log"
+    local log="$out/$target/fuzz.log"
+    local seeds
     seeds=$(find "$corpus" -type f | wc -l)
 
     echo "== $target: ${seconds}s on $seeds seeds (log: $log)"
-    rc=0
+    local rc=0
     SLUICE_FUZZ_SCRATCH="$scratch/work/$target" "$build/tests/fuzz/$target" "$corpus" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$out/$target/" >"$log" 2>&1 || rc=$?
 
+    local execs speed added rss cov ft corp line
     execs=$(final_stat "$log" number_of_executed_units)
     speed=$(final_stat "$log" average_exec_per_sec)
     added=$(final_stat "$log" new_units_added)
@@ -65,14 +69,32 @@ for target in "${targets[@]}"; do
         "$([ "$rc" -eq 0 ] && echo ok || echo FAIL)" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" \
         "$seeds" "${added:-?}" "${corp:-?}" "${rss:-?}")
     if [ "$rc" -ne 0 ]; then
-        failed=1
+        local what artifact
         what=$(grep -m 1 -oE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer): [a-z-]+( [a-z-]+)*|runtime error: .*|property violated: .*' "$log" || true)
         artifact=$(ls "$out/$target"/crash-* "$out/$target"/leak-* "$out/$target"/timeout-* "$out/$target"/oom-* 2>/dev/null | head -n 1 || true)
         line+=" exit=$rc ${what:-see the log}${artifact:+ input=$artifact}"
         tail -n 60 "$log" >&2
     fi
-    summaries+=("$line")
+    echo "$line" > "$scratch/summary/$target"
+    return "$rc"
+}
+
+# Each fuzzer uses one core: FUZZ_JOBS of them at a time (default: one per core).
+jobs="${FUZZ_JOBS:-$(nproc)}"
+mkdir -p "$scratch/summary"
+failed=0
+running=()
+for target in "${targets[@]}"; do
+    run_target "$target" &
+    running+=($!)
+    if [ "${#running[@]}" -ge "$jobs" ]; then
+        wait "${running[0]}" || failed=1
+        running=("${running[@]:1}")
+    fi
 done
+for pid in "${running[@]}"; do wait "$pid" || failed=1; done
+summaries=()
+for target in "${targets[@]}"; do summaries+=("$(cat "$scratch/summary/$target" 2>/dev/null || echo "$target ?")"); done
 
 echo
 echo "== fuzz summary (${seconds}s per target)"
