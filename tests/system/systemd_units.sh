@@ -154,7 +154,7 @@ echo "# scenarios 1-3 done ($(( $(date +%s) - STARTED )) s)"
 "$SLUICE" keygen release --dir keys >/dev/null
 payload() {
     mkdir -p "$1/weights"
-    { printf 'WEIGHTS\n'; head -c 2040 /dev/urandom; } > "$1/weights/model.bin"
+    { printf 'WEIGHTS\n'; head -c "${PAYLOAD_BYTES:-2040}" /dev/urandom; } > "$1/weights/model.bin"
     echo '{"model_type": "tiny"}' > "$1/config.json"
 }
 # make_bundle NAME CHANNEL VERSION DIR: a packed bundle DIR/NAME.tar; sets ID_<NAME>.
@@ -251,6 +251,29 @@ check "4 ... and nothing more was queued" test "$(grep -c "event=bundle_queued" 
 rc=0; "$SLUICE" train models --from train/nonexistent --socket "$SSOCK" > run7.out 2>&1 || rc=$?
 expect "4 a missing train directory is named" run7.out grep -q "train/nonexistent: not a directory" run7.out
 check "4 ... exit 1" test "$rc" -eq 1
+
+# An emergency run of a train (--priority high) raises its bundle if it is still queued.
+# A second sender at 20 kbit/s keeps a first bundle (1 MB, minutes on the wire) busy,
+# so the next one waits in the queue.
+mkdir -p s2
+sed -e 's|rate = "200M"|rate = "20k"|' -e 's|"sender.sock"|"sender2.sock"|' s/sender.toml > s2/sender.toml
+S2SOCK=$WORK/s2/sender2.sock
+start_daemon s2 "$SENDER" s2/sender.toml "$S2SOCK"
+PAYLOAD_BYTES=1000000 make_bundle e100 emergency 1.0.0 train/busy
+make_bundle e200 emergency 2.0.0 train/emergency
+"$SLUICE" push train/busy/e100.tar --socket "$S2SOCK" >/dev/null
+rc=0; "$SLUICE" train emergency --from train/emergency --socket "$S2SOCK" > run8.out 2>&1 || rc=$?
+expect "4 slow sender: 2.0.0 queued at normal priority behind the bundle on the wire" run8.out \
+    grep -q "queued emergency 2.0.0 (e200.tar, .*priority normal)" run8.out
+rc=0; "$SLUICE" train emergency --from train/emergency --socket "$S2SOCK" --priority high > run9.out 2>&1 || rc=$?
+expect "4 the same train with --priority high: already queued, now at high priority" run9.out \
+    grep -q "emergency 2.0.0 is already queued (priority high)" run9.out
+"$SLUICE" queue --socket "$S2SOCK" --json > queue9.json
+expect "4 ... and the sender's queue says so" queue9.json "$PY" -I -c '
+import json, sys
+q = json.load(open(sys.argv[1]))
+j = [j for j in q if j["bundle"] == sys.argv[2]]
+assert j and j[0]["priority"] == "high", q' queue9.json "$ID_e200"
 
 echo "# scenario 4 done ($(( $(date +%s) - STARTED )) s)"
 echo "# $passed passed, $failed failed"
