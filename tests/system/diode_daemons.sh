@@ -48,13 +48,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_all
-    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
-        echo "diode_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs "$WORK"/*.log "$WORK"/*.out
-    fi
-    cd /
-    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
+    finish_work diode_daemons "$rc" "$WORK"/*.log "$WORK"/*.out
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -79,13 +79,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
     fi
     remove_accounts import_daemons
-    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
-        echo "import_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs "$WORK"/*.log "$WORK"/clamd/clamd.log
-    fi
-    cd /
-    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
+    finish_work import_daemons "$rc" "$WORK"/*.log "$WORK"/clamd/clamd.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT

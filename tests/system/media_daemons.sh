@@ -66,13 +66,7 @@ cleanup() {
     set +e
     stop_all
     remove_accounts media_daemons
-    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
-        echo "media_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs "$WORK"/*.log
-    fi
-    cd /
-    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
+    finish_work media_daemons "$rc" "$WORK"/*.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT

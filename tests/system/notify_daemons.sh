@@ -46,13 +46,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_all
-    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
-        echo "notify_daemons: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs "$WORK"/*.log "$WORK"/*.notify
-    fi
-    cd /
-    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
+    finish_work notify_daemons "$rc" "$WORK"/*.log "$WORK"/*.notify
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -49,12 +49,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_all
-    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
-        echo "systemd_units: aborted (exit $rc) after $passed passed, $failed failed"
-        dump_logs "$WORK/s.log"
-    fi
-    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "# work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
+    finish_work systemd_units "$rc" "$WORK"/s*.log
 }
 trap cleanup EXIT
 

@@ -96,6 +96,22 @@ stop_all() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 }
 
+# finish_work NAME RC LOG...: how every daemon test's EXIT trap ends, after its
+# own clean-up: a script that stopped before its summary (FINISHED unset) says
+# so and shows the last lines of LOGs; then the work directory goes (kept with
+# SLUICE_KEEP_WORK=1) and the script exits with RC.
+finish_work() {
+    local name=$1 rc=$2
+    shift 2
+    if [ "$rc" -ne 0 ] && [ -z "${FINISHED:-}" ]; then
+        echo "$name: aborted (exit $rc) after $passed passed, $failed failed"
+        dump_logs "$@"
+    fi
+    cd /
+    if [ -n "${SLUICE_KEEP_WORK:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+
 # remove_accounts NAME: deletes the users in USERS_MADE, then the groups in GROUPS_MADE.
 remove_accounts() {
     local u g
