@@ -288,19 +288,13 @@ struct SenderService::Impl {
     /// `source` is in the queue or was sent before, found without copying or
     /// verifying it again; nullopt to go ahead with the intake. A bundle that
     /// was queued but never sent (its sending failed) goes ahead again.
-    std::optional<json> pushed_before(const fs::path& source, bool high, const std::string& who) {
+    std::optional<Result<json>> pushed_before(const fs::path& source, bool high, const std::string& who) {
         auto summary = bundle::inspect_bundle(source);
         if (!summary) return std::nullopt;  // the intake names what is wrong with it
         const std::string& id = summary->bundle_id;
         {
             std::lock_guard lock(mutex);
-            for (const auto& [jid, job] : jobs) {
-                if (job.bundle_id != id) continue;
-                if (high && !job.high) return std::nullopt;  // the intake raises its priority
-                json out = job.to_json();
-                out["already_queued"] = true;
-                return out;
-            }
+            if (auto queued = answer_if_queued(id, high, who)) return queued;
         }
         (void)audit->log().flush();  // a bundle_sent still in the backlog counts too
         auto events = audit->log().bundle_events(id);
@@ -314,7 +308,24 @@ struct SenderService::Impl {
                  {"already_sent", true}, {"sent_at", sent->time}};
         if (summary->release) out["version"] = summary->release->version;
         log_info("bundle_already_sent", {{"bundle", id}, {"sent_at", sent->time}, {"by", who}});
-        return out;
+        return Result<json>(std::move(out));
+    }
+
+    /// With `mutex` held: the answer to a push of `bundle` when it is already
+    /// queued (raised to high priority if the push asks for it), else nullopt.
+    std::optional<Result<json>> answer_if_queued(const std::string& bundle, bool high, const std::string& who) {
+        for (auto& [id, job] : jobs) {
+            if (job.bundle_id != bundle) continue;
+            if (high && !job.high) {
+                job.high = true;
+                if (auto ok = persist(job); !ok) return Result<json>(ok.error());
+            }
+            log_info("bundle_already_queued", {{"bundle", job.bundle_id}, {"job", job.id}, {"by", who}});
+            json out = job.to_json();
+            out["already_queued"] = true;
+            return Result<json>(std::move(out));
+        }
+        return std::nullopt;
     }
 
     /// Copies (or packs) `source` into the outbox, verifies it, queues it.
@@ -328,17 +339,7 @@ struct SenderService::Impl {
         auto* digest = &prepared->digest;
 
         std::lock_guard lock(mutex);
-        for (auto& [id, job] : jobs) {
-            if (job.bundle_id != report->bundle_id) continue;
-            if (high && !job.high) {
-                job.high = true;
-                if (auto ok = persist(job); !ok) return ok.error();
-            }
-            log_info("bundle_already_queued", {{"bundle", job.bundle_id}, {"job", job.id}, {"by", who}});
-            json out = job.to_json();
-            out["already_queued"] = true;
-            return out;
-        }
+        if (auto queued = answer_if_queued(report->bundle_id, high, who)) return std::move(*queued);
         Job job;
         job.id = next_id;
         job.transfer = files::random_u64();
@@ -568,13 +569,10 @@ struct SenderService::Impl {
             std::string who = peer.user;
             boost::asio::post(intake_pool, [this, path, priority, once, who, respond] {
                 try {
-                    if (once) {
-                        if (auto seen = pushed_before(path, priority == "high", who)) {
-                            respond(json{{"ok", true}, {"job", *seen}});
-                            return;
-                        }
-                    }
-                    auto r = intake(path, priority == "high", who);
+                    const bool high = priority == "high";
+                    std::optional<Result<json>> seen;
+                    if (once) seen = pushed_before(path, high, who);
+                    auto r = seen ? std::move(*seen) : intake(path, high, who);
                     if (r) {
                         respond(json{{"ok", true}, {"job", *r}});
                     } else {
