@@ -141,7 +141,7 @@ Result<void> MetricsFile::write(std::span<const MetricSample> samples) const {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (fd.get() < 0) return fail("cannot write metrics to " + tmp.string() + ": " + errno_text(errno));
     // node_exporter reads it as another user, whatever umask the daemon runs
-    // with (the packaged units use 0077).
+    // with (the packaged receiver unit uses 0077).
     if (::fchmod(fd.get(), 0644) != 0) return failed("fchmod", errno);
     const std::string& body = *text;
     std::size_t done = 0;
